@@ -1,0 +1,146 @@
+//! The CONNECT phase: read CONNECT before the deadline, apply the client id and authentication
+//! rules, attach the session (takeover, clean session) and answer with CONNACK.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytestring::ByteString;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::io::{IoError, PacketStream};
+use crate::auth;
+use crate::codec::v4::{ConnAck, Connect, ConnectReturnCode, Packet};
+use crate::context::BrokerContext;
+use crate::listener::PeerInfo;
+use crate::session::{Owner, Session};
+use crate::stats::Stats;
+
+/// How long a new connection waits for the connection it took over to let go of the session.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
+
+/// A connection that passed CONNECT.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    pub(crate) connect: Box<Connect>,
+    pub(crate) client_id: ByteString,
+    pub(crate) session: Arc<Session>,
+    pub(crate) owner: Owner,
+}
+
+/// Runs the CONNECT phase. `None` means the connection is to be closed (the reason is logged and
+/// any CONNACK refusal already written).
+pub(crate) async fn handshake(
+    ctx: &BrokerContext,
+    stream: &mut PacketStream,
+    peer: &PeerInfo,
+) -> Option<Accepted> {
+    let connect = match tokio::time::timeout_at(peer.connect_deadline, stream.read_packet()).await {
+        Err(_) => {
+            debug!("no CONNECT before the connect timeout");
+            return None;
+        }
+        Ok(Ok(None)) => {
+            debug!("closed before CONNECT");
+            return None;
+        }
+        Ok(Ok(Some(Packet::Connect(connect)))) => connect,
+        Ok(Ok(Some(other))) => {
+            warn!(
+                packet = other.name(),
+                "first packet is not CONNECT [MQTT-3.1.0-1]"
+            );
+            Stats::add(&ctx.stats.protocol_errors, 1);
+            return None;
+        }
+        Ok(Err(IoError::Decode(error))) => {
+            warn!(%error, "bad CONNECT");
+            Stats::add(&ctx.stats.protocol_errors, 1);
+            if let Some(code) = error.connack_code() {
+                refuse(ctx, stream, code).await;
+            }
+            return None;
+        }
+        Ok(Err(error)) => {
+            debug!(%error, "connection failed before CONNECT");
+            return None;
+        }
+    };
+
+    let client_id = if connect.client_id.is_empty() {
+        if !connect.clean_session {
+            info!("refused: empty client id requires clean session [MQTT-3.1.3-8]");
+            refuse(ctx, stream, ConnectReturnCode::IdentifierRejected).await;
+            return None;
+        }
+        ctx.assign_client_id()
+    } else {
+        connect.client_id.clone()
+    };
+    tracing::Span::current().record("client_id", &*client_id);
+
+    let votes = [auth::anonymous_vote(
+        &ctx.config.auth,
+        connect.username.as_deref(),
+    )];
+    if let Err(reason) = auth::decide(votes) {
+        info!(username = connect.username.as_deref(), %reason, "refused: not authorized");
+        refuse(ctx, stream, ConnectReturnCode::NotAuthorized).await;
+        return None;
+    }
+
+    let owner = Owner {
+        connection_id: ctx.next_connection_id(),
+        kick: ctx.shutdown.child_token(),
+        done: CancellationToken::new(),
+    };
+    let attached = ctx
+        .sessions
+        .attach(&client_id, connect.clean_session, owner.clone());
+    if let Some(previous) = attached.previous_owner {
+        info!("session taken over from an existing connection");
+        if tokio::time::timeout(TAKEOVER_WAIT, previous.done.cancelled())
+            .await
+            .is_err()
+        {
+            warn!("previous connection did not release the session in time");
+        }
+    }
+    if let Some(discarded) = attached.discarded {
+        ctx.router.remove_session(&discarded);
+    }
+
+    let connack = Packet::ConnAck(ConnAck {
+        session_present: attached.session_present,
+        return_code: ConnectReturnCode::Accepted,
+    });
+    if stream.queue(&connack).is_err() {
+        return None;
+    }
+    let resent = attached.session.fill_resend(&mut stream.write_buf);
+    debug!(
+        clean_session = connect.clean_session,
+        session_present = attached.session_present,
+        keep_alive = connect.keep_alive,
+        resent,
+        "connected"
+    );
+    Some(Accepted {
+        connect,
+        client_id,
+        session: attached.session,
+        owner,
+    })
+}
+
+/// Sends a refusing CONNACK and counts it; the caller closes the connection.
+async fn refuse(ctx: &BrokerContext, stream: &mut PacketStream, code: ConnectReturnCode) {
+    Stats::add(&ctx.stats.connects_refused, 1);
+    let connack = Packet::ConnAck(ConnAck {
+        session_present: false,
+        return_code: code,
+    });
+    if stream.queue(&connack).is_ok() {
+        stream.close().await;
+    }
+}

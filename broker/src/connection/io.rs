@@ -1,0 +1,139 @@
+//! Framed packet I/O over a [`Transport`]: a read buffer fed to the decoder and a write buffer
+//! flushed in one `write_all` per batch.
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::codec::v4::{self, Decoder, Packet};
+use crate::codec::{DecodeError, EncodeError};
+use crate::listener::Transport;
+
+/// Spare capacity guaranteed before each socket read.
+const READ_RESERVE: usize = 4096;
+/// Buffers that grew beyond this (a burst, a large packet) are released once empty, so an idle
+/// connection holds no more than a small buffer.
+const BUFFER_KEEP: usize = 64 * 1024;
+
+/// Why reading or writing packets failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IoError {
+    /// The peer sent bytes that are not a valid packet.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A packet could not be encoded (too large for the protocol).
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The socket failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer closed the connection in the middle of a packet.
+    #[error("connection closed mid-packet")]
+    Truncated,
+}
+
+/// One client's byte stream with its buffers and decoder state.
+pub(crate) struct PacketStream {
+    transport: Transport,
+    read_buf: BytesMut,
+    /// Encoded packets waiting for the next [`flush`](Self::flush).
+    pub(crate) write_buf: BytesMut,
+    decoder: Decoder,
+    /// Bytes read since the counter was last taken.
+    pub(crate) bytes_in: u64,
+    /// Bytes written since the counter was last taken.
+    pub(crate) bytes_out: u64,
+}
+
+impl std::fmt::Debug for PacketStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PacketStream")
+            .field("read_buf", &self.read_buf.len())
+            .field("write_buf", &self.write_buf.len())
+            .finish()
+    }
+}
+
+impl PacketStream {
+    /// Wraps `transport`; packets larger than `max_packet_size` are refused.
+    pub(crate) fn new(transport: Transport, max_packet_size: u32) -> Self {
+        PacketStream {
+            transport,
+            read_buf: BytesMut::new(),
+            write_buf: BytesMut::new(),
+            decoder: Decoder::new(max_packet_size),
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+
+    /// Decodes the next complete packet already buffered, if any.
+    pub(crate) fn next_buffered(&mut self) -> Result<Option<Packet>, IoError> {
+        Ok(self.decoder.decode(&mut self.read_buf)?)
+    }
+
+    /// Reads more bytes from the socket into the read buffer. Returns `Ok(false)` on a clean end
+    /// of stream (no partial packet buffered).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: bytes are either fully appended to the buffer or not read at all.
+    pub(crate) async fn fill(&mut self) -> Result<bool, IoError> {
+        if self.read_buf.is_empty() && self.read_buf.capacity() > BUFFER_KEEP {
+            self.read_buf = BytesMut::new();
+        }
+        if self.read_buf.capacity() - self.read_buf.len() < READ_RESERVE / 4 {
+            self.read_buf.reserve(READ_RESERVE);
+        }
+        let n = self.transport.read_buf(&mut self.read_buf).await?;
+        self.bytes_in += n as u64;
+        match (n, self.read_buf.is_empty()) {
+            (0, true) => Ok(false),
+            (0, false) => Err(IoError::Truncated),
+            _ => Ok(true),
+        }
+    }
+
+    /// Reads until one whole packet is decoded. `Ok(None)` on a clean end of stream.
+    ///
+    /// # Cancel safety
+    /// Cancel safe (see [`fill`](Self::fill)); used under the CONNECT deadline.
+    pub(crate) async fn read_packet(&mut self) -> Result<Option<Packet>, IoError> {
+        loop {
+            if let Some(packet) = self.next_buffered()? {
+                return Ok(Some(packet));
+            }
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Appends `packet` to the write buffer.
+    pub(crate) fn queue(&mut self, packet: &Packet) -> Result<(), IoError> {
+        Ok(v4::encode(packet, &mut self.write_buf)?)
+    }
+
+    /// Writes the whole write buffer to the socket.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: call it outside `select!`.
+    pub(crate) async fn flush(&mut self) -> Result<(), IoError> {
+        if self.write_buf.is_empty() {
+            return Ok(());
+        }
+        self.transport.write_all(&self.write_buf).await?;
+        self.transport.flush().await?;
+        self.bytes_out += self.write_buf.len() as u64;
+        if self.write_buf.capacity() > BUFFER_KEEP {
+            self.write_buf = BytesMut::new();
+        } else {
+            self.write_buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes pending bytes and shuts the write side down (best effort).
+    pub(crate) async fn close(&mut self) {
+        let _ = self.flush().await;
+        let _ = self.transport.shutdown().await;
+    }
+}

@@ -1,0 +1,71 @@
+//! The broker state every connection shares: config, router, sessions, counters, shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use bytestring::ByteString;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::router::Router;
+use crate::session::SessionRegistry;
+use crate::stats::Stats;
+
+/// Shared broker state, one per broker, behind an `Arc`.
+#[derive(Debug)]
+pub struct BrokerContext {
+    /// The configuration the broker runs with.
+    pub config: Arc<Config>,
+    /// Subscription tree and retained store.
+    pub router: Arc<Router>,
+    /// Sessions by client id.
+    pub sessions: Arc<SessionRegistry>,
+    /// Broker-wide counters.
+    pub stats: Arc<Stats>,
+    /// Cancelled when the broker shuts down; connections close without publishing wills.
+    pub shutdown: CancellationToken,
+    /// When the broker started (for uptime).
+    pub started: Instant,
+    next_connection_id: AtomicU64,
+    /// Seed that makes assigned client ids unique across broker restarts.
+    id_seed: u64,
+}
+
+impl BrokerContext {
+    /// Builds the shared state.
+    pub fn new(
+        config: Arc<Config>,
+        router: Arc<Router>,
+        sessions: Arc<SessionRegistry>,
+        stats: Arc<Stats>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let id_seed = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or_default();
+        BrokerContext {
+            config,
+            router,
+            sessions,
+            stats,
+            shutdown,
+            started: Instant::now(),
+            next_connection_id: AtomicU64::new(1),
+            id_seed,
+        }
+    }
+
+    /// A fresh connection id.
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A client id for a client that sent an empty one (clean session only).
+    pub fn assign_client_id(&self) -> ByteString {
+        let n = self.next_connection_id();
+        ByteString::from(format!("midge-{:x}-{n:x}", self.id_seed))
+    }
+}

@@ -1,0 +1,34 @@
+//! # Midge
+//!
+//! An MQTT broker whose plugins run out of process, as gRPC services.
+//!
+//! # Layout
+//!
+//! - [`codec`]: pure MQTT packet encoding and decoding (no I/O), one module per protocol version.
+//! - [`config`]: the YAML configuration model, its loader and validation.
+//! - [`listener`]: TCP / TLS / WebSocket accept loops that hand transports to connections.
+//! - [`connection`]: one task per client: CONNECT, packet handling, keepalive, will.
+//! - [`session`]: per-client-id state that outlives connections; the session registry.
+//! - [`router`]: the subscription tree and fan-out of published messages.
+//! - [`retained`]: the retained message store behind a trait.
+//! - [`auth`]: the authentication voting rule.
+//! - [`sys_topics`]: the `$SYS` publisher.
+//! - [`broker`]: ties it together: [`Broker::new`] and [`Broker::run`].
+
+pub mod auth;
+pub mod broker;
+pub mod codec;
+pub mod config;
+pub mod connection;
+pub mod context;
+pub mod listener;
+pub mod message;
+pub mod retained;
+pub mod router;
+pub mod session;
+pub mod stats;
+pub mod sys_topics;
+pub mod topic;
+
+pub use broker::{Broker, BrokerError};
+pub use config::Config;

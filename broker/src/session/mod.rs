@@ -1,0 +1,252 @@
+//! Sessions: the state of one client id that outlives a network connection — subscriptions,
+//! the queue of messages not yet sent, the outgoing QoS 1/2 window, and incoming QoS 2 ids.
+//!
+//! Publishers on any connection push into a subscriber's session ([`Session::deliver`]) under a
+//! short mutex and wake the connection that owns it; that connection drains the queue into its
+//! write buffer ([`Session::fill_outbound`]). The same queue holds messages while the client is
+//! offline, so online and offline delivery are one mechanism.
+
+mod outgoing;
+mod registry;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use bytestring::ByteString;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::v4::{self, Packet, Publish};
+use crate::codec::{PacketId, QoS};
+use crate::config::QueueFullPolicy;
+use crate::message::Message;
+use crate::stats::Stats;
+
+pub(crate) use outgoing::{Awaiting, OutgoingWindow};
+pub use registry::{Attached, SessionRegistry};
+
+/// Per-session limits, copied from the `limits` section of the config.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// Unacknowledged outgoing QoS 1/2 messages per client (`max-inflight`).
+    pub max_inflight: u16,
+    /// Messages waiting to be sent, online or offline (`max-queued-messages`).
+    pub max_queued: usize,
+    /// What to drop when the queue is full (`queue-full-policy`).
+    pub queue_full_policy: QueueFullPolicy,
+}
+
+/// The connection currently attached to a session.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    /// Unique id of the connection.
+    pub connection_id: u64,
+    /// Cancelled to disconnect that connection (session takeover, admin kick).
+    pub kick: CancellationToken,
+    /// Cancelled by that connection once it has stopped touching the session.
+    pub done: CancellationToken,
+}
+
+/// Why [`Session::deliver`] did not queue a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// QoS 0 message for a client that is offline (not queued, as mosquitto does by default).
+    OfflineQos0,
+    /// The session queue was full (`max-queued-messages`); see `queue-full-policy`.
+    QueueFull,
+}
+
+/// One client id's session. Shared as `Arc<Session>` by the registry, the subscription tree and
+/// the owning connection.
+#[derive(Debug)]
+pub struct Session {
+    id: u64,
+    client_id: ByteString,
+    limits: SessionLimits,
+    state: Mutex<SessionState>,
+    wake: Notify,
+    stats: Arc<Stats>,
+}
+
+/// The mutable part of a session. Locked only for short, await-free sections.
+#[derive(Debug)]
+pub(crate) struct SessionState {
+    /// Clean session flag of the connection that created or last resumed the session.
+    pub(crate) clean: bool,
+    /// Topic filter → granted QoS.
+    pub(crate) subscriptions: HashMap<ByteString, QoS>,
+    /// Messages not yet sent, oldest first.
+    queue: VecDeque<Message>,
+    /// Sent QoS 1/2 messages awaiting acknowledgement.
+    pub(crate) outgoing: OutgoingWindow,
+    /// Incoming QoS 2 packet ids received and not yet released by PUBREL.
+    pub(crate) incoming_qos2: HashSet<PacketId>,
+    /// The attached connection, if the client is online.
+    pub(crate) owner: Option<Owner>,
+    /// When the last connection detached (for session expiry).
+    pub(crate) offline_since: Option<Instant>,
+}
+
+impl Session {
+    fn new(
+        id: u64,
+        client_id: ByteString,
+        clean: bool,
+        limits: SessionLimits,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Session {
+            id,
+            client_id,
+            limits,
+            state: Mutex::new(SessionState {
+                clean,
+                subscriptions: HashMap::new(),
+                queue: VecDeque::new(),
+                outgoing: OutgoingWindow::new(limits.max_inflight),
+                incoming_qos2: HashSet::new(),
+                owner: None,
+                offline_since: None,
+            }),
+            wake: Notify::new(),
+            stats,
+        }
+    }
+
+    /// Unique id of this session object (a new session for the same client id gets a new id).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The client identifier.
+    pub fn client_id(&self) -> &ByteString {
+        &self.client_id
+    }
+
+    /// Runs `f` with the session state locked. Keep `f` short and await-free.
+    pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut SessionState) -> R) -> R {
+        f(&mut self.state.lock())
+    }
+
+    /// Queues `message` (already downgraded to the subscription's QoS) for this client and wakes
+    /// its connection.
+    ///
+    /// Full-queue decision: `drop-newest` refuses the new message, `drop-oldest` evicts the oldest
+    /// queued one; either way the drop is counted in [`Stats`]. QoS 0 messages for an offline client
+    /// are dropped and counted.
+    pub fn deliver(&self, message: Message) -> Result<(), DropReason> {
+        let online = {
+            let mut state = self.state.lock();
+            let online = state.owner.is_some();
+            if !online && message.qos == QoS::AtMostOnce {
+                drop(state);
+                self.stats.dropped(DropReason::OfflineQos0);
+                return Err(DropReason::OfflineQos0);
+            }
+            if state.queue.len() >= self.limits.max_queued {
+                match self.limits.queue_full_policy {
+                    QueueFullPolicy::DropNewest => {
+                        drop(state);
+                        self.stats.dropped(DropReason::QueueFull);
+                        return Err(DropReason::QueueFull);
+                    }
+                    QueueFullPolicy::DropOldest => {
+                        state.queue.pop_front();
+                        self.stats.dropped(DropReason::QueueFull);
+                    }
+                }
+            }
+            state.queue.push_back(message);
+            online
+        };
+        if online {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Waits until a message was queued for this session.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a wake-up that arrives while nobody waits is kept for the next call.
+    pub async fn woken(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Moves queued messages into `buf` as encoded PUBLISH packets until the queue is empty, the
+    /// outgoing window is full, or `buf` holds `max_bytes`. Returns how many were written; if
+    /// work remains because of `max_bytes`, the session wakes itself again.
+    pub fn fill_outbound(&self, buf: &mut BytesMut, max_bytes: usize) -> usize {
+        let mut written = 0;
+        let mut state = self.state.lock();
+        let state = &mut *state;
+        while buf.len() < max_bytes {
+            let Some(front) = state.queue.front() else {
+                break;
+            };
+            if front.qos != QoS::AtMostOnce && !state.outgoing.has_room() {
+                break;
+            }
+            let Some(message) = state.queue.pop_front() else {
+                break;
+            };
+            let packet_id =
+                (message.qos != QoS::AtMostOnce).then(|| state.outgoing.push(message.clone()));
+            if let Err(error) = v4::encode_publish(&to_publish(&message, packet_id, false), buf) {
+                // Only a payload beyond the protocol's 256 MiB limit gets here; drop that one.
+                tracing::warn!(%error, topic = %message.topic, "dropping a message that cannot be encoded");
+                if let Some(id) = packet_id {
+                    state.outgoing.forget(id);
+                }
+                continue;
+            }
+            written += 1;
+        }
+        let more = state
+            .queue
+            .front()
+            .is_some_and(|m| m.qos == QoS::AtMostOnce || state.outgoing.has_room());
+        if more {
+            self.wake.notify_one();
+        }
+        written
+    }
+
+    /// Encodes every unacknowledged outgoing message into `buf` for a resumed session: PUBLISH
+    /// with DUP set, or PUBREL for QoS 2 flows past PUBREC ([MQTT-4.4.0-1]).
+    pub fn fill_resend(&self, buf: &mut BytesMut) -> usize {
+        let state = self.state.lock();
+        for (id, awaiting) in state.outgoing.iter() {
+            match awaiting {
+                // Each of these encoded once already, so it encodes again.
+                Awaiting::Ack(message) => {
+                    let _ = v4::encode_publish(&to_publish(message, Some(*id), true), buf);
+                }
+                Awaiting::Comp => {
+                    let _ = v4::encode(&Packet::PubRel(*id), buf);
+                }
+            }
+        }
+        state.outgoing.len()
+    }
+
+    /// Number of queued (not yet sent) messages.
+    pub fn queued_len(&self) -> usize {
+        self.state.lock().queue.len()
+    }
+}
+
+/// The PUBLISH packet that carries `message` to a subscriber.
+fn to_publish(message: &Message, packet_id: Option<PacketId>, dup: bool) -> Publish {
+    Publish {
+        dup,
+        qos: message.qos,
+        retain: message.retain,
+        topic: message.topic.clone(),
+        packet_id,
+        payload: message.payload.clone(),
+    }
+}

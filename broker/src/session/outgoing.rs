@@ -1,0 +1,156 @@
+//! The outgoing QoS 1/2 window of one session: packet identifiers in use and what each one is
+//! waiting for, kept across reconnects so unacknowledged messages are re-sent ([MQTT-4.4.0-1]).
+
+use std::collections::VecDeque;
+use std::num::NonZeroU16;
+
+use crate::codec::PacketId;
+use crate::message::Message;
+
+/// What an outgoing packet identifier is waiting for.
+#[derive(Debug, Clone)]
+pub(crate) enum Awaiting {
+    /// QoS 1: PUBACK; QoS 2: PUBREC. Keeps the message for a re-send with DUP.
+    Ack(Message),
+    /// QoS 2 after PUBREC: PUBCOMP (a re-send repeats PUBREL).
+    Comp,
+}
+
+/// Outgoing messages sent to the client and not yet acknowledged, in send order.
+///
+/// The window is small (`max-inflight`, default 32), so lookups scan; that beats a map here.
+#[derive(Debug)]
+pub(crate) struct OutgoingWindow {
+    entries: VecDeque<(PacketId, Awaiting)>,
+    capacity: usize,
+    last_id: u16,
+}
+
+impl OutgoingWindow {
+    /// An empty window holding at most `capacity` (≥ 1) unacknowledged messages.
+    pub(crate) fn new(capacity: u16) -> Self {
+        OutgoingWindow {
+            entries: VecDeque::new(),
+            capacity: usize::from(capacity.max(1)),
+            last_id: 0,
+        }
+    }
+
+    /// Whether another QoS 1/2 message may be sent now.
+    pub(crate) fn has_room(&self) -> bool {
+        self.entries.len() < self.capacity
+    }
+
+    /// Number of unacknowledged messages.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Records `message` as sent and returns the packet identifier assigned to it.
+    ///
+    /// Callers check [`has_room`](Self::has_room) first; the capacity is far below 65,535, so a
+    /// free identifier always exists.
+    pub(crate) fn push(&mut self, message: Message) -> PacketId {
+        let id = self.next_free_id();
+        self.entries.push_back((id, Awaiting::Ack(message)));
+        id
+    }
+
+    fn next_free_id(&mut self) -> PacketId {
+        loop {
+            self.last_id = self.last_id.wrapping_add(1);
+            if let Some(id) = NonZeroU16::new(self.last_id)
+                && !self.entries.iter().any(|(used, _)| *used == id)
+            {
+                return id;
+            }
+        }
+    }
+
+    /// PUBACK received: releases a QoS 1 identifier. Returns false for an unknown identifier.
+    pub(crate) fn on_puback(&mut self, id: PacketId) -> bool {
+        self.remove_if(
+            id,
+            |a| matches!(a, Awaiting::Ack(m) if m.qos == crate::codec::QoS::AtLeastOnce),
+        )
+    }
+
+    /// PUBREC received: the QoS 2 message moves on to waiting for PUBCOMP. Returns whether the
+    /// identifier is known (a PUBREL is sent either way, as the spec asks).
+    pub(crate) fn on_pubrec(&mut self, id: PacketId) -> bool {
+        match self.entries.iter_mut().find(|(used, _)| *used == id) {
+            Some((_, state)) => {
+                *state = Awaiting::Comp;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// PUBCOMP received: releases a QoS 2 identifier. Returns false for an unknown identifier.
+    pub(crate) fn on_pubcomp(&mut self, id: PacketId) -> bool {
+        self.remove_if(id, |a| matches!(a, Awaiting::Comp))
+    }
+
+    /// Releases `id` whatever it waits for (a message that could not be sent after all).
+    pub(crate) fn forget(&mut self, id: PacketId) {
+        self.remove_if(id, |_| true);
+    }
+
+    fn remove_if(&mut self, id: PacketId, pred: impl Fn(&Awaiting) -> bool) -> bool {
+        match self
+            .entries
+            .iter()
+            .position(|(used, state)| *used == id && pred(state))
+        {
+            Some(index) => {
+                self.entries.remove(index);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every unacknowledged entry in send order, for the re-send after a reconnect.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &(PacketId, Awaiting)> {
+        self.entries.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::QoS;
+
+    fn msg(qos: QoS) -> Message {
+        Message {
+            topic: "t".into(),
+            payload: bytes::Bytes::new(),
+            qos,
+            retain: false,
+        }
+    }
+
+    #[test]
+    fn ids_are_unique_and_skip_zero_on_wrap() {
+        let mut window = OutgoingWindow::new(3);
+        window.last_id = u16::MAX - 1;
+        let a = window.push(msg(QoS::AtLeastOnce));
+        let b = window.push(msg(QoS::AtLeastOnce));
+        assert_eq!((a.get(), b.get()), (u16::MAX, 1));
+        assert!(window.has_room());
+        window.push(msg(QoS::AtLeastOnce));
+        assert!(!window.has_room());
+    }
+
+    #[test]
+    fn qos2_flow_and_unknown_ids() {
+        let mut window = OutgoingWindow::new(4);
+        let id = window.push(msg(QoS::ExactlyOnce));
+        assert!(!window.on_puback(id), "PUBACK does not end a QoS 2 flow");
+        assert!(window.on_pubrec(id));
+        assert!(!window.on_pubcomp(NonZeroU16::MIN.saturating_add(100)));
+        assert!(window.on_pubcomp(id));
+        assert_eq!(window.len(), 0);
+    }
+}

@@ -1,0 +1,162 @@
+//! The session registry: client id → session, with the takeover and clean-session rules of
+//! MQTT 3.1.1 §3.1.2.4 and the expiry of offline persistent sessions.
+//!
+//! This is the one place sessions are created, found and discarded; a durable session store
+//! would persist from here without the router knowing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytestring::ByteString;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use super::{Owner, Session, SessionLimits};
+use crate::stats::Stats;
+
+/// Result of attaching a new connection to a client id.
+#[derive(Debug)]
+pub struct Attached {
+    /// The session the connection now owns.
+    pub session: Arc<Session>,
+    /// Whether a stored session was resumed (CONNACK session present flag).
+    pub session_present: bool,
+    /// A session that was discarded because of clean session = 1; the caller removes its
+    /// subscriptions from the router.
+    pub discarded: Option<Arc<Session>>,
+    /// The connection that owned the client id before (session takeover); the caller waits for
+    /// its `done` token after it was kicked.
+    pub previous_owner: Option<Owner>,
+}
+
+/// All sessions by client id.
+#[derive(Debug)]
+pub struct SessionRegistry {
+    sessions: Mutex<HashMap<ByteString, Arc<Session>>>,
+    next_id: AtomicU64,
+    limits: SessionLimits,
+    stats: Arc<Stats>,
+}
+
+impl SessionRegistry {
+    /// An empty registry; new sessions get `limits`.
+    pub fn new(limits: SessionLimits, stats: Arc<Stats>) -> Self {
+        SessionRegistry {
+            sessions: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            limits,
+            stats,
+        }
+    }
+
+    /// Attaches the connection `owner` to `client_id`: kicks any connection that owns it now
+    /// (takeover), resumes the stored session when `clean` is false, and otherwise starts a new
+    /// one (discarding the stored one).
+    pub fn attach(&self, client_id: &ByteString, clean: bool, owner: Owner) -> Attached {
+        let mut sessions = self.sessions.lock();
+        let existing = sessions.get(client_id).cloned();
+        let previous_owner = existing
+            .as_ref()
+            .and_then(|s| s.with_state(|st| st.owner.take()));
+        if let Some(previous) = &previous_owner {
+            previous.kick.cancel();
+        }
+        let (session, session_present, discarded) = match existing {
+            Some(session) if !clean => {
+                session.with_state(|st| {
+                    st.clean = false;
+                    st.offline_since = None;
+                });
+                (session, true, None)
+            }
+            existing => {
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                let session = Arc::new(Session::new(
+                    id,
+                    client_id.clone(),
+                    clean,
+                    self.limits,
+                    self.stats.clone(),
+                ));
+                sessions.insert(client_id.clone(), session.clone());
+                (session, false, existing)
+            }
+        };
+        session.with_state(|st| st.owner = Some(owner));
+        drop(sessions);
+        Attached {
+            session,
+            session_present,
+            discarded,
+            previous_owner,
+        }
+    }
+
+    /// Detaches connection `connection_id` from `session`. Returns `Some(true)` when the session
+    /// was clean and has been removed from the registry (the caller drops its subscriptions),
+    /// `Some(false)` when it stays stored offline, and `None` when the connection no longer owned
+    /// it (taken over).
+    pub fn detach(&self, session: &Arc<Session>, connection_id: u64) -> Option<bool> {
+        let mut sessions = self.sessions.lock();
+        let clean = session.with_state(|st| {
+            if st.owner.as_ref().map(|o| o.connection_id) != Some(connection_id) {
+                return None;
+            }
+            st.owner = None;
+            st.offline_since = Some(Instant::now());
+            Some(st.clean)
+        })?;
+        if clean
+            && sessions
+                .get(session.client_id())
+                .is_some_and(|s| Arc::ptr_eq(s, session))
+        {
+            sessions.remove(session.client_id());
+        }
+        Some(clean)
+    }
+
+    /// Removes persistent sessions offline for longer than `expiry` and returns them so the
+    /// caller can drop their subscriptions. `expiry` of zero means sessions never expire.
+    pub fn expire(&self, expiry: Duration) -> Vec<Arc<Session>> {
+        if expiry.is_zero() {
+            return Vec::new();
+        }
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        self.sessions.lock().retain(|_, session| {
+            let stale = session.with_state(|st| {
+                st.owner.is_none()
+                    && st
+                        .offline_since
+                        .is_some_and(|t| now.duration_since(t) >= expiry)
+            });
+            if stale {
+                expired.push(session.clone());
+            }
+            !stale
+        });
+        expired
+    }
+
+    /// Number of stored sessions, online or offline.
+    pub fn len(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    /// Whether no session is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The owners of every online session, for a broker shutdown.
+    pub fn owners(&self) -> Vec<Owner> {
+        self.sessions
+            .lock()
+            .values()
+            .filter_map(|s| s.with_state(|st| st.owner.clone()))
+            .collect()
+    }
+}

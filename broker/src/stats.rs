@@ -1,0 +1,60 @@
+//! Broker-wide counters behind `$SYS` (and, later, the metrics endpoint).
+//!
+//! Plain relaxed atomics: each is a monotonic count or a gauge read for reporting only, so no
+//! ordering between them is needed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::session::DropReason;
+
+/// Broker-wide counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Clients currently connected (CONNACK accepted, not yet closed).
+    pub clients_connected: AtomicU64,
+    /// Connections that completed CONNECT since start.
+    pub clients_total: AtomicU64,
+    /// CONNECTs refused with a non-zero CONNACK.
+    pub connects_refused: AtomicU64,
+    /// Packets received from clients.
+    pub packets_received: AtomicU64,
+    /// Packets sent to clients.
+    pub packets_sent: AtomicU64,
+    /// Bytes received from clients.
+    pub bytes_received: AtomicU64,
+    /// Bytes sent to clients.
+    pub bytes_sent: AtomicU64,
+    /// PUBLISH packets received from clients.
+    pub publish_received: AtomicU64,
+    /// PUBLISH packets sent to clients.
+    pub publish_sent: AtomicU64,
+    /// Messages dropped because a session queue was full.
+    pub dropped_queue_full: AtomicU64,
+    /// QoS 0 messages dropped for offline clients.
+    pub dropped_offline_qos0: AtomicU64,
+    /// Connections closed because of a malformed or protocol-violating packet.
+    pub protocol_errors: AtomicU64,
+}
+
+impl Stats {
+    /// Adds `n` to `counter`.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        if n != 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Reads `counter`.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Counts one dropped message.
+    pub fn dropped(&self, reason: DropReason) {
+        let counter = match reason {
+            DropReason::QueueFull => &self.dropped_queue_full,
+            DropReason::OfflineQos0 => &self.dropped_offline_qos0,
+        };
+        Stats::add(counter, 1);
+    }
+}
