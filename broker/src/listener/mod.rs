@@ -1,0 +1,360 @@
+//! Listeners: accept loops for TCP, TLS and WebSocket that hand each connection's byte stream
+//! ([`Transport`]) and facts about the peer ([`PeerInfo`]) to the broker's connection handler.
+//!
+//! # Lifecycle
+//!
+//! [`bind_all`] binds every configured listener and loads its TLS material before anything is
+//! served, so a busy port or a bad certificate fails start-up with an error naming the listener
+//! and the file. [`BoundListener::serve`] then runs the accept loop, which only accepts and
+//! spawns: each accepted socket gets its own task on the broker's `TaskTracker`, in which the
+//! TLS handshake and/or WebSocket upgrade run, bounded by the connect deadline
+//! (`accept time + connect-timeout`), and then the handler, which gets the same deadline in
+//! [`PeerInfo::connect_deadline`] for reading CONNECT. Each connection task runs in a `connection`
+//! span with `peer`, `listener` and an empty `client_id` field for the connection code to record.
+//!
+//! # Connection limit
+//!
+//! `max-connections` (0 = unlimited) is a [`Semaphore`]. When the listener is full, a new
+//! connection is still accepted and then closed at once, counted in
+//! [`ListenerStats::refused`] and logged at debug: the client sees a refusal immediately rather
+//! than hanging in the kernel backlog until its own timeout. The permit of an admitted connection
+//! lives in its task and is released when the handler returns.
+//!
+//! # Shutdown
+//!
+//! Cancelling the `shutdown` token given to [`BoundListener::serve`] stops accepting at once and
+//! closes the listening socket; connections still in their transport handshake are dropped.
+//! Connections already handed to the handler are the handler's to stop.
+
+mod tcp;
+#[cfg(test)]
+mod testutil;
+mod tls;
+mod ws;
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument as _, debug, info, info_span};
+
+use crate::config::{ListenerConfig, ListenerKind};
+
+/// A bidirectional byte stream carrying MQTT packets, whatever the transport underneath.
+pub trait MqttStream: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> MqttStream for T {}
+
+/// A connection's transport once TLS / WebSocket handshakes are done.
+pub type Transport = Box<dyn MqttStream>;
+
+/// What the listener knows about a newly accepted peer.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// The peer's socket address.
+    pub addr: SocketAddr,
+    /// Name of the listener that accepted the connection (from config).
+    pub listener: Arc<str>,
+    /// Subject of the verified TLS client certificate, when one was presented.
+    pub tls_subject: Option<String>,
+    /// When the CONNECT timeout expires: transport handshakes and the CONNECT packet must both
+    /// complete before this instant.
+    pub connect_deadline: Instant,
+}
+
+/// Why a listener could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// The listening socket could not be created or bound (port in use, no permission, ...).
+    #[error("listener {name:?}: cannot listen on {addr}")]
+    Bind {
+        /// The listener's configured name.
+        name: String,
+        /// The configured bind address.
+        addr: SocketAddr,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// A certificate, key or CA file could not be read or was rejected.
+    #[error("listener {name:?}: TLS file {}: {reason}", path.display())]
+    Tls {
+        /// The listener's configured name.
+        name: String,
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The listener's configuration is inconsistent (e.g. a `tls` listener without TLS settings).
+    #[error("listener {name:?}: {reason}")]
+    Config {
+        /// The listener's configured name.
+        name: String,
+        /// What is inconsistent.
+        reason: String,
+    },
+}
+
+/// Connection counters of one listener, shared between its accept loop and its connection tasks.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    accepted: AtomicU64,
+    current: AtomicUsize,
+    refused: AtomicU64,
+}
+
+impl ListenerStats {
+    /// Connections admitted since start (refused ones are not counted).
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Connections open now: admitted and not yet finished (handshake or handler still running).
+    pub fn current(&self) -> usize {
+        self.current.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed right after accept because the listener was at `max-connections`.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+/// The transport handshake a listener performs on each accepted socket.
+#[derive(Debug)]
+enum Handshake {
+    Tcp,
+    Tls(Arc<ServerConfig>),
+    Ws,
+    Wss(Arc<ServerConfig>),
+}
+
+impl Handshake {
+    /// Turns an accepted socket into a [`Transport`], returning the TLS client subject if any.
+    async fn run(&self, stream: TcpStream) -> io::Result<(Transport, Option<String>)> {
+        Ok(match self {
+            Handshake::Tcp => (Box::new(stream), None),
+            Handshake::Tls(config) => {
+                let (stream, subject) = tls::accept(config, stream).await?;
+                (Box::new(stream), subject)
+            }
+            Handshake::Ws => (Box::new(ws::accept(stream).await?), None),
+            Handshake::Wss(config) => {
+                let (stream, subject) = tls::accept(config, stream).await?;
+                (Box::new(ws::accept(stream).await?), subject)
+            }
+        })
+    }
+}
+
+/// Binds every configured listener up front (so a busy port or a bad certificate fails start-up
+/// with a clear error) and loads its TLS material.
+///
+/// # Errors
+///
+/// The first listener that cannot be set up, as a [`ListenerError`]; listeners bound before it
+/// are closed again.
+pub async fn bind_all(configs: &[ListenerConfig]) -> Result<Vec<BoundListener>, ListenerError> {
+    configs.iter().map(BoundListener::bind).collect()
+}
+
+/// A listener whose socket is bound and whose TLS material is loaded, ready to [`serve`].
+///
+/// [`serve`]: BoundListener::serve
+#[derive(Debug)]
+pub struct BoundListener {
+    name: Arc<str>,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    handshake: Arc<Handshake>,
+    /// `None` when `max-connections` is 0 (unlimited).
+    limit: Option<Arc<Semaphore>>,
+    connect_timeout: Duration,
+    stats: Arc<ListenerStats>,
+}
+
+impl BoundListener {
+    fn bind(cfg: &ListenerConfig) -> Result<Self, ListenerError> {
+        let tls = || match &cfg.tls {
+            Some(tls) => tls::server_config(&cfg.name, tls),
+            None => Err(ListenerError::Config {
+                name: cfg.name.clone(),
+                reason: "a tls/wss listener needs a tls section".to_owned(),
+            }),
+        };
+        let handshake = match cfg.kind {
+            ListenerKind::Tcp => Handshake::Tcp,
+            ListenerKind::Tls => Handshake::Tls(tls()?),
+            ListenerKind::Ws => Handshake::Ws,
+            ListenerKind::Wss => Handshake::Wss(tls()?),
+        };
+        let bind_err = |source| ListenerError::Bind {
+            name: cfg.name.clone(),
+            addr: cfg.bind,
+            source,
+        };
+        let listener = tcp::bind(cfg.bind).map_err(bind_err)?;
+        let local_addr = listener.local_addr().map_err(bind_err)?;
+        Ok(Self {
+            name: cfg.name.as_str().into(),
+            listener,
+            local_addr,
+            handshake: Arc::new(handshake),
+            limit: (cfg.max_connections > 0).then(|| Arc::new(Semaphore::new(cfg.max_connections))),
+            connect_timeout: cfg.connect_timeout,
+            stats: Arc::default(),
+        })
+    }
+
+    /// The listener's configured name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The transport this listener speaks.
+    pub fn kind(&self) -> ListenerKind {
+        match *self.handshake {
+            Handshake::Tcp => ListenerKind::Tcp,
+            Handshake::Tls(_) => ListenerKind::Tls,
+            Handshake::Ws => ListenerKind::Ws,
+            Handshake::Wss(_) => ListenerKind::Wss,
+        }
+    }
+
+    /// The address actually bound (with the real port when the config asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// This listener's connection counters; the handle stays valid after `serve` consumed `self`.
+    pub fn stats(&self) -> Arc<ListenerStats> {
+        self.stats.clone()
+    }
+
+    /// Accept loop. Returns when `shutdown` is cancelled (stops accepting at once).
+    ///
+    /// Every admitted connection runs in a task spawned on `tracker`: transport handshake under
+    /// the connect deadline, then `handler(transport, peer)` inside the connection span. Accept
+    /// errors (e.g. out of file descriptors) are logged and retried after a back-off of 1 s,
+    /// doubling up to 64 s.
+    pub async fn serve<H, F>(self, handler: H, shutdown: CancellationToken, tracker: TaskTracker)
+    where
+        H: Fn(Transport, PeerInfo) -> F + Send + Sync + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        info!(listener = %self.name, kind = ?self.kind(), addr = %self.local_addr, "listening");
+        while let Some((stream, addr)) = tcp::accept(&self.listener, &shutdown).await {
+            // A full listener accepts and closes at once (see the module doc): the client learns
+            // immediately instead of waiting in the backlog, and the refusal is counted.
+            let permit = match &self.limit {
+                None => None,
+                Some(limit) => match limit.clone().try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => {
+                        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                        debug!(listener = %self.name, peer = %addr, "max-connections reached, refusing");
+                        drop(stream);
+                        continue;
+                    }
+                },
+            };
+            self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+            self.stats.current.fetch_add(1, Ordering::Relaxed);
+            let guard = ConnectionGuard {
+                _permit: permit,
+                stats: self.stats.clone(),
+            };
+            let connect_deadline = Instant::now() + self.connect_timeout;
+            let span = info_span!(
+                "connection",
+                peer = %addr,
+                listener = %self.name,
+                client_id = tracing::field::Empty,
+            );
+            let peer = PeerInfo {
+                addr,
+                listener: self.name.clone(),
+                tls_subject: None,
+                connect_deadline,
+            };
+            let task = connect(
+                stream,
+                peer,
+                self.handshake.clone(),
+                handler.clone(),
+                shutdown.clone(),
+            );
+            tracker.spawn(
+                async move {
+                    task.await;
+                    drop(guard);
+                }
+                .instrument(span),
+            );
+        }
+        info!(listener = %self.name, "stopped accepting");
+    }
+}
+
+/// One connection task after accept: the transport handshake under `peer.connect_deadline`
+/// (given up on shutdown), then the handler.
+async fn connect<H, F>(
+    stream: TcpStream,
+    mut peer: PeerInfo,
+    handshake: Arc<Handshake>,
+    handler: Arc<H>,
+    shutdown: CancellationToken,
+) where
+    H: Fn(Transport, PeerInfo) -> F,
+    F: Future<Output = ()>,
+{
+    let handshake = tokio::time::timeout_at(peer.connect_deadline, handshake.run(stream));
+    let done = tokio::select! {
+        biased;
+        () = shutdown.cancelled() => {
+            debug!("shutdown during transport handshake");
+            return;
+        }
+        res = handshake => res,
+    };
+    let transport = match done {
+        Ok(Ok((transport, tls_subject))) => {
+            peer.tls_subject = tls_subject;
+            transport
+        }
+        Ok(Err(error)) => {
+            debug!(%error, "transport handshake failed");
+            return;
+        }
+        Err(_) => {
+            debug!("transport handshake timed out");
+            return;
+        }
+    };
+    handler(transport, peer).await;
+}
+
+/// Held by a connection task: releases the connection's permit and decrements
+/// [`ListenerStats::current`] when the task ends, however it ends.
+struct ConnectionGuard {
+    _permit: Option<OwnedSemaphorePermit>,
+    stats: Arc<ListenerStats>,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.stats.current.fetch_sub(1, Ordering::Relaxed);
+    }
+}
