@@ -1,0 +1,377 @@
+//! Deserializers that validate while they read.
+//!
+//! serde_yaml attaches a position to an error only while the value it concerns is being
+//! deserialized (inside the `Deserializer` method that was handed a visitor). So every check
+//! here runs inside a visitor: a range check inside the integer's visitor points at the
+//! number, a cross-field check inside a mapping's `visit_map` points at that mapping, and a
+//! duplicate listener name points at the duplicate, not at the list.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use super::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, MAX_PACKET_SIZE, MIN_PACKET_SIZE};
+use super::{ListenerConfig, ListenerKind, TlsConfig, duration};
+
+/// A listener as written, before the checks that involve several of its fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawListener {
+    name: String,
+    kind: ListenerKind,
+    #[serde(deserialize_with = "socket_addr")]
+    bind: SocketAddr,
+    #[serde(default = "default_max_connections")]
+    max_connections: usize,
+    #[serde(
+        default = "default_connect_timeout",
+        deserialize_with = "duration::deserialize_non_zero"
+    )]
+    connect_timeout: Duration,
+    #[serde(default)]
+    tls: Option<TlsConfig>,
+}
+
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
+}
+
+fn default_connect_timeout() -> Duration {
+    DEFAULT_CONNECT_TIMEOUT
+}
+
+impl RawListener {
+    fn validate(self) -> Result<ListenerConfig, String> {
+        if self.name.trim().is_empty() {
+            return Err("listener `name` must not be empty".into());
+        }
+        let kind = self.kind;
+        match (kind.uses_tls(), &self.tls) {
+            (true, None) => {
+                return Err(format!(
+                    "listener `{}` of kind `{kind}` needs a `tls` section with `cert` and `key`",
+                    self.name
+                ));
+            }
+            (false, Some(_)) => {
+                return Err(format!(
+                    "listener `{}` of kind `{kind}` takes no `tls` section \
+                     (use kind `tls` or `wss` for TLS)",
+                    self.name
+                ));
+            }
+            _ => {}
+        }
+        Ok(ListenerConfig {
+            name: self.name,
+            kind,
+            bind: self.bind,
+            max_connections: self.max_connections,
+            connect_timeout: self.connect_timeout,
+            tls: self.tls,
+        })
+    }
+}
+
+/// A `tls` section as written, before the checks that involve several of its fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+    #[serde(default)]
+    client_ca: Option<PathBuf>,
+    #[serde(default)]
+    require_client_cert: bool,
+}
+
+impl RawTls {
+    fn validate(self) -> Result<TlsConfig, String> {
+        for (key, path) in [("cert", &self.cert), ("key", &self.key)] {
+            if path.as_os_str().is_empty() {
+                return Err(format!("`{key}` must not be empty"));
+            }
+        }
+        if self.require_client_cert && self.client_ca.is_none() {
+            return Err(
+                "`require-client-cert: true` needs `client-ca`, the CAs to verify client \
+                 certificates against"
+                    .into(),
+            );
+        }
+        Ok(TlsConfig {
+            cert: self.cert,
+            key: self.key,
+            client_ca: self.client_ca,
+            require_client_cert: self.require_client_cert,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenerConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        checked_map(deserializer, "a listener mapping", RawListener::validate)
+    }
+}
+
+impl<'de> Deserialize<'de> for TlsConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        checked_map(deserializer, "a tls mapping", RawTls::validate)
+    }
+}
+
+/// Deserializes a mapping into `Raw`, then checks it with `check`, whose error is reported at
+/// the mapping's position.
+fn checked_map<'de, D, Raw, T, F>(
+    deserializer: D,
+    expecting: &'static str,
+    check: F,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    Raw: Deserialize<'de>,
+    F: FnOnce(Raw) -> Result<T, String>,
+{
+    struct CheckedMap<Raw, F> {
+        expecting: &'static str,
+        check: F,
+        raw: PhantomData<fn() -> Raw>,
+    }
+
+    impl<'de, Raw, T, F> Visitor<'de> for CheckedMap<Raw, F>
+    where
+        Raw: Deserialize<'de>,
+        F: FnOnce(Raw) -> Result<T, String>,
+    {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            let raw = Raw::deserialize(MapAccessDeserializer::new(map))?;
+            (self.check)(raw).map_err(de::Error::custom)
+        }
+    }
+
+    deserializer.deserialize_map(CheckedMap {
+        expecting,
+        check,
+        raw: PhantomData,
+    })
+}
+
+/// Deserializes `listeners`: a non-empty sequence of listeners with unique names.
+pub(super) fn listeners<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<ListenerConfig>, D::Error> {
+    struct Listeners;
+
+    impl<'de> Visitor<'de> for Listeners {
+        type Value = Vec<ListenerConfig>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of listeners")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut names = HashSet::new();
+            let mut listeners = Vec::new();
+            while let Some(listener) = seq.next_element_seed(UniqueListener(&mut names))? {
+                listeners.push(listener);
+            }
+            if listeners.is_empty() {
+                return Err(de::Error::custom("at least one listener is required"));
+            }
+            Ok(listeners)
+        }
+    }
+
+    /// One listener whose name must not be in the set yet.
+    struct UniqueListener<'a>(&'a mut HashSet<String>);
+
+    impl<'de> DeserializeSeed<'de> for UniqueListener<'_> {
+        type Value = ListenerConfig;
+
+        fn deserialize<D: Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Self::Value, D::Error> {
+            checked_map(deserializer, "a listener mapping", |raw: RawListener| {
+                let listener = raw.validate()?;
+                if !self.0.insert(listener.name.clone()) {
+                    return Err(format!("duplicate listener name `{}`", listener.name));
+                }
+                Ok(listener)
+            })
+        }
+    }
+
+    deserializer.deserialize_seq(Listeners)
+}
+
+/// Deserializes a bind address, with a more helpful error than `SocketAddr`'s own.
+fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    struct Addr;
+
+    impl Visitor<'_> for Addr {
+        type Value = SocketAddr;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an IP address and port such as `0.0.0.0:1883`")
+        }
+
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<SocketAddr, E> {
+            value.parse().map_err(|_| {
+                E::custom(format_args!(
+                    "`{value}` is not an IP address and port such as `0.0.0.0:1883` or \
+                     `[::]:1883` (host names are not accepted)"
+                ))
+            })
+        }
+    }
+
+    deserializer.deserialize_str(Addr)
+}
+
+/// Deserializes a list of plugin aliases, each of which must be defined under `plugins`.
+///
+/// No `plugins` section exists yet, so every alias is undefined; the error points at it.
+pub(super) fn plugin_aliases<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    struct Aliases;
+
+    impl<'de> Visitor<'de> for Aliases {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of plugin aliases")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut aliases = Vec::new();
+            while let Some(alias) = seq.next_element_seed(DefinedAlias)? {
+                aliases.push(alias);
+            }
+            Ok(aliases)
+        }
+    }
+
+    /// One alias, checked inside its own visitor so that the error points at it.
+    struct DefinedAlias;
+
+    impl<'de> DeserializeSeed<'de> for DefinedAlias {
+        type Value = String;
+
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+            deserializer.deserialize_str(self)
+        }
+    }
+
+    impl Visitor<'_> for DefinedAlias {
+        type Value = String;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a plugin alias")
+        }
+
+        fn visit_str<E: de::Error>(self, alias: &str) -> Result<String, E> {
+            Err(E::custom(format_args!(
+                "plugin alias `{alias}` is not defined under `plugins`"
+            )))
+        }
+    }
+
+    deserializer.deserialize_seq(Aliases)
+}
+
+/// Deserializes `max-packet-size`.
+pub(super) fn max_packet_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    bounded(
+        deserializer,
+        MIN_PACKET_SIZE.into(),
+        Some(MAX_PACKET_SIZE.into()),
+    )
+}
+
+/// Deserializes `max-inflight`.
+pub(super) fn max_inflight<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u16, D::Error> {
+    bounded(deserializer, 1, Some(u16::MAX.into()))
+}
+
+/// Deserializes `max-queued-messages`.
+pub(super) fn max_queued_messages<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<usize, D::Error> {
+    bounded(deserializer, 1, None)
+}
+
+/// Deserializes an integer in `min..=max` (no upper bound but the type's when `max` is None).
+fn bounded<'de, D, T>(deserializer: D, min: u64, max: Option<u64>) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    struct Bounded<T> {
+        min: u64,
+        max: Option<u64>,
+        target: PhantomData<fn() -> T>,
+    }
+
+    impl<T> Bounded<T> {
+        fn out_of_range<E: de::Error>(&self, value: impl fmt::Display) -> E {
+            match self.max {
+                Some(max) => E::custom(format_args!(
+                    "must be between {} and {max}, got {value}",
+                    self.min
+                )),
+                None => E::custom(format_args!("must be at least {}, got {value}", self.min)),
+            }
+        }
+    }
+
+    impl<T: TryFrom<u64>> Visitor<'_> for Bounded<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "an integer of at least {}", self.min)
+        }
+
+        fn visit_u64<E: de::Error>(self, value: u64) -> Result<T, E> {
+            if value < self.min || self.max.is_some_and(|max| value > max) {
+                return Err(self.out_of_range(value));
+            }
+            T::try_from(value).map_err(|_| self.out_of_range(value))
+        }
+
+        fn visit_i64<E: de::Error>(self, value: i64) -> Result<T, E> {
+            match u64::try_from(value) {
+                Ok(value) => self.visit_u64(value),
+                Err(_) => Err(self.out_of_range(value)),
+            }
+        }
+
+        fn visit_u128<E: de::Error>(self, value: u128) -> Result<T, E> {
+            Err(self.out_of_range(value))
+        }
+
+        fn visit_i128<E: de::Error>(self, value: i128) -> Result<T, E> {
+            Err(self.out_of_range(value))
+        }
+    }
+
+    deserializer.deserialize_any(Bounded {
+        min,
+        max,
+        target: PhantomData,
+    })
+}

@@ -1,0 +1,243 @@
+//! The broker's configuration: one YAML file, laid out like aMQTT's.
+//!
+//! The embedded [`DEFAULT_YAML`] documents every key; [`Config::default`] is what it parses
+//! to. A top-level section left out of a file keeps its value from that default, a key left
+//! out of a section takes the default stated on its field below. Durations are written with a
+//! unit (`250ms`, `5s`, `1m30s`); unknown keys are errors.
+//!
+//! [`load`] and [`from_yaml`] validate everything while reading, so each problem, from a typo
+//! to a `tls` listener without certificates, is reported as `file:line:column: reason`.
+
+mod de;
+mod duration;
+mod load;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use load::{ConfigError, from_yaml, load};
+
+/// The embedded default configuration file, with a comment on every key.
+///
+/// [`Config::default`] equals what this text parses to; a test keeps the two in step.
+pub const DEFAULT_YAML: &str = include_str!("default.yaml");
+
+/// Default `max-connections` of a listener.
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default `connect-timeout` of a listener.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Smallest accepted `max-packet-size`: enough for a CONNECT with a short client id.
+const MIN_PACKET_SIZE: u32 = 64;
+/// Largest MQTT packet: a 268,435,455-byte remaining length plus a 5-byte fixed header.
+const MAX_PACKET_SIZE: u32 = 268_435_460;
+
+/// The whole broker configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Where the broker accepts MQTT connections: at least one listener, names unique.
+    /// Default: one `tcp` listener named `default` on `0.0.0.0:1883`.
+    #[serde(deserialize_with = "de::listeners")]
+    pub listeners: Vec<ListenerConfig>,
+    /// Protocol and queueing limits, shared by all listeners. Default: see [`Limits`].
+    pub limits: Limits,
+    /// How often the broker publishes its `$SYS` topics (`sys-interval`). Default `10s`;
+    /// `0s` disables `$SYS` publishing.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub sys_interval: Duration,
+    /// Who may connect. Default (section absent): `{allow-anonymous: true}`.
+    pub auth: AuthConfig,
+    /// Who may publish and subscribe to what (`topic-check`). Default: disabled.
+    pub topic_check: TopicCheckConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listeners: vec![ListenerConfig::tcp(
+                "default",
+                SocketAddr::from(([0, 0, 0, 0], 1883)),
+            )],
+            limits: Limits::default(),
+            sys_interval: Duration::from_secs(10),
+            auth: AuthConfig {
+                allow_anonymous: Some(true),
+                plugins: Vec::new(),
+            },
+            topic_check: TopicCheckConfig::default(),
+        }
+    }
+}
+
+/// One listening socket and the transport spoken on it.
+///
+/// Validated as it is read: `tls` and `wss` listeners need a [`TlsConfig`], `tcp` and `ws`
+/// listeners refuse one, the name is not empty and `connect-timeout` is not zero.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// Name used in logs, metrics and plugin calls; required, non-empty, unique.
+    pub name: String,
+    /// Transport: `tcp`, `tls`, `ws` or `wss`. Required.
+    pub kind: ListenerKind,
+    /// Socket address to bind, an IP and a port such as `0.0.0.0:1883` or `[::]:8883`.
+    /// Required. Port `0` binds an ephemeral port (the bound address is logged).
+    pub bind: SocketAddr,
+    /// Most connections open at once on this listener (`max-connections`); further clients
+    /// wait in the OS backlog. Default `10000`; `0` means unlimited.
+    pub max_connections: usize,
+    /// Time a new connection has for the TLS and WebSocket handshakes and its CONNECT packet
+    /// together (`connect-timeout`). Default `10s`; must be longer than `0s`.
+    pub connect_timeout: Duration,
+    /// Certificates; required for `tls` and `wss`, refused for `tcp` and `ws`. Default: none.
+    pub tls: Option<TlsConfig>,
+}
+
+impl ListenerConfig {
+    /// A plain TCP listener with default limits, e.g. for tests binding `127.0.0.1:0`.
+    pub fn tcp(name: impl Into<String>, bind: SocketAddr) -> Self {
+        Self {
+            name: name.into(),
+            kind: ListenerKind::Tcp,
+            bind,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tls: None,
+        }
+    }
+}
+
+/// The transport a listener speaks. WebSocket listeners serve MQTT on the path `/mqtt` with
+/// the subprotocol `mqtt`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerKind {
+    /// MQTT over plain TCP.
+    Tcp,
+    /// MQTT over TLS.
+    Tls,
+    /// MQTT over WebSocket.
+    Ws,
+    /// MQTT over WebSocket over TLS.
+    Wss,
+}
+
+impl ListenerKind {
+    /// The name used in the config file: `tcp`, `tls`, `ws` or `wss`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
+            Self::Ws => "ws",
+            Self::Wss => "wss",
+        }
+    }
+
+    /// Whether the transport runs over TLS, and so needs a [`TlsConfig`].
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Self::Tls | Self::Wss)
+    }
+}
+
+impl std::fmt::Display for ListenerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Server certificates of a `tls` or `wss` listener, and optional client certificate checks.
+/// Relative paths are resolved against the broker's working directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM file holding the server's certificate chain, leaf first. Required.
+    pub cert: PathBuf,
+    /// PEM file holding the server's private key. Required.
+    pub key: PathBuf,
+    /// PEM bundle of CAs that client certificates are verified against (`client-ca`).
+    /// Default: none, clients are not asked for a certificate.
+    pub client_ca: Option<PathBuf>,
+    /// Refuse clients that present no valid certificate (`require-client-cert`). Default
+    /// `false`: a certificate is verified when presented but optional. `true` needs `client-ca`.
+    pub require_client_cert: bool,
+}
+
+/// Protocol and queueing limits.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Limits {
+    /// Largest MQTT packet accepted, in bytes, fixed header included (`max-packet-size`).
+    /// Default `1048576` (1 MiB); from 64 to 268435460 (the protocol's maximum). A client
+    /// sending a larger packet is disconnected.
+    #[serde(deserialize_with = "de::max_packet_size")]
+    pub max_packet_size: u32,
+    /// Outgoing QoS 1 and 2 messages a client may have unacknowledged at once
+    /// (`max-inflight`). Default `32`; from 1 to 65535.
+    #[serde(deserialize_with = "de::max_inflight")]
+    pub max_inflight: u16,
+    /// Undelivered messages kept per session, while its client is offline or its inflight
+    /// window is full (`max-queued-messages`). Default `1000`; at least 1 (no unbounded queues).
+    #[serde(deserialize_with = "de::max_queued_messages")]
+    pub max_queued_messages: usize,
+    /// Which message is dropped when a session's queue is full (`queue-full-policy`).
+    /// Default `drop-newest`, as mosquitto does.
+    pub queue_full_policy: QueueFullPolicy,
+    /// How long a persistent (clean-session 0) session outlives its client's disconnection
+    /// (`session-expiry`). Default `0s`, which means forever, as mosquitto does.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub session_expiry: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_packet_size: 1_048_576,
+            max_inflight: 32,
+            max_queued_messages: 1000,
+            queue_full_policy: QueueFullPolicy::DropNewest,
+            session_expiry: Duration::ZERO,
+        }
+    }
+}
+
+/// What a full session queue does with one more message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueueFullPolicy {
+    /// Drop the oldest queued message to make room for the new one (`drop-oldest`).
+    DropOldest,
+    /// Drop the new message and keep the queue as it is (`drop-newest`).
+    #[default]
+    DropNewest,
+}
+
+/// Authentication, decided as in aMQTT by the anonymous voter and the listed plugins: any
+/// `DENY` denies, otherwise any `ALLOW` allows; with no vote at all the client is refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuthConfig {
+    /// aMQTT's anonymous voter (`allow-anonymous`): `true` allows every client, `false`
+    /// allows clients with a username and denies the others. Default within an `auth`
+    /// section: absent, no vote. (Leaving out the whole `auth` section gives `true`.)
+    pub allow_anonymous: Option<bool>,
+    /// Aliases of the authentication plugins to ask, each defined under `plugins`.
+    /// Default: none.
+    #[serde(deserialize_with = "de::plugin_aliases")]
+    pub plugins: Vec<String>,
+}
+
+/// Topic checks on PUBLISH, SUBSCRIBE and delivery, by plugins. When enabled with plugins, a
+/// `DENY` denies, otherwise an `ALLOW` allows, and all `IGNORE` denies.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TopicCheckConfig {
+    /// Whether topics are checked at all. Default `false`: everything is allowed.
+    pub enable: bool,
+    /// Aliases of the topic-check plugins to ask, each defined under `plugins`. Default:
+    /// none, which allows everything even when enabled.
+    #[serde(deserialize_with = "de::plugin_aliases")]
+    pub plugins: Vec<String>,
+}
