@@ -1,0 +1,24 @@
+//! Pure MQTT codec: packet types, decoding, encoding. No I/O and no tokio in here.
+//!
+//! # Layout
+//!
+//! Everything that does not depend on the protocol version is shared, so that an MQTT 5
+//! module can sit beside [`v4`]:
+//!
+//! - [`types`]: QoS, packet identifiers, protocol versions, packet types.
+//! - [`error`]: [`DecodeError`] (every way input can be bad, each naming the spec statement it
+//!   breaks) and [`EncodeError`].
+//! - [`primitives`]: variable byte integers, two-byte integers, strings, binary data.
+//! - [`framing`]: the fixed header and the state machine that cuts packets out of a stream.
+//! - [`topic`]: topic name and topic filter syntax.
+//! - [`v4`]: MQTT 3.1 / 3.1.1 packets, their [`v4::Decoder`] and [`v4::encode`].
+
+pub mod error;
+pub mod framing;
+pub mod primitives;
+pub mod topic;
+pub mod types;
+pub mod v4;
+
+pub use error::{DecodeError, EncodeError};
+pub use types::{PacketId, PacketType, ProtocolVersion, QoS};
