@@ -8,7 +8,10 @@
 //!   `Authenticator`, `TopicFilter`), with clients for the broker and servers for plugins;
 //! * [`admin::v1`]: package `midge.admin.v1`, the broker's `BrokerAdmin` service;
 //! * [`FILE_DESCRIPTOR_SET`]: both packages (and their imports) as an encoded
-//!   `google.protobuf.FileDescriptorSet`, for gRPC server reflection.
+//!   `google.protobuf.FileDescriptorSet`, for gRPC server reflection;
+//! * `json` (feature `json`): `google.protobuf.Struct` ↔ `serde_json::Value`, for the
+//!   per-plugin config that `Plugin.Describe` carries;
+//! * `EventKind` helpers: [`plugin::v1::Event::kind`], `EventKind::ALL_BUT_PACKETS`, ...
 //!
 //! Write plugins with the `midge-plugin` SDK rather than against these types directly.
 
@@ -33,6 +36,8 @@ mod generated {
         include_bytes!(concat!(env!("OUT_DIR"), "/midge_descriptor.bin"));
 }
 
+#[cfg(feature = "json")]
+pub mod json;
 mod kind;
 
 /// Generated types of the plugin contract.
