@@ -1,0 +1,54 @@
+//! # midge-tests
+//!
+//! End-to-end tests for Midge. Every test starts the real `midge` binary on `127.0.0.1:0`, reads
+//! the bound addresses from its JSON `listening` log lines, and talks to it over real sockets with
+//! independent clients: the `rumqttc` crate, `mosquitto_pub`/`mosquitto_sub`, Python `paho-mqtt`,
+//! and hand-written bytes for malformed input. Nothing is mocked.
+//!
+//! `scripts/test.sh` installs the external tools (`scripts/test-deps.sh`) and runs
+//! `cargo test --workspace`. A test that needs a missing tool fails when `CI=true` and is skipped
+//! loudly otherwise (see [`require_tool`]).
+//!
+//! # Layout
+//!
+//! - [`broker`]: [`TestBroker`], the `midge` process under test, and its captured log.
+//! - [`raw`]: [`RawClient`], MQTT 3.1.1 over a byte stream (TCP, TLS, WebSocket) with
+//!   hand-written packets, for exact protocol assertions and malformed input.
+//! - [`client`]: [`MqttClient`], a `rumqttc` v3.1.1 client driven by a background task.
+//! - [`tls`]: [`TestCerts`], a throwaway CA with server and client certificates.
+//! - [`tools`]: [`require_tool`] and [`python`], locating the external test clients.
+//! - [`tempdir`]: [`TempDir`], a directory removed on drop.
+
+use std::future::Future;
+use std::time::Duration;
+
+pub mod broker;
+pub mod client;
+pub mod raw;
+pub mod tempdir;
+pub mod tls;
+pub mod tools;
+
+pub use broker::TestBroker;
+pub use client::MqttClient;
+pub use raw::RawClient;
+pub use tempdir::TempDir;
+pub use tls::TestCerts;
+pub use tools::{python, require_tool};
+
+/// How long one step of a test (a connect, an ack, a delivery, a close) may take before the test
+/// fails. Generous, so a loaded two-core CI machine passes; bounded, so a broken broker fails the
+/// test instead of hanging it.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Awaits `fut` for at most [`TIMEOUT`].
+///
+/// # Panics
+///
+/// If `fut` does not complete in time; the message names `what` was awaited.
+pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(TIMEOUT, fut).await {
+        Ok(out) => out,
+        Err(_) => panic!("timed out after {TIMEOUT:?} waiting for {what}"),
+    }
+}
