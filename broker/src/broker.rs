@@ -1,9 +1,12 @@
-//! The broker: binds the listeners, serves connections, runs the background tasks, and shuts it
-//! all down in order when the shutdown token is cancelled.
+//! The broker: starts the plugins, binds the listeners, serves connections, runs the background
+//! tasks, and shuts it all down in order when the shutdown token is cancelled.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use midge_proto::plugin::v1 as pb;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -11,14 +14,22 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::context::BrokerContext;
 use crate::listener::{self, ListenerError};
+use crate::plugin::{ControlRequest, PluginError, PluginManager, emit};
 use crate::retained::MemoryRetainedStore;
 use crate::router::Router;
 use crate::session::{SessionLimits, SessionRegistry};
 use crate::stats::Stats;
-use crate::{connection, sys_topics};
+use crate::{connection, control, sys_topics};
 
 /// How long shutdown waits for connections and tasks to finish before giving up on them.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+/// How long start and shutdown events wait for plugins' acknowledgements.
+const LIFECYCLE_DEADLINE: Duration = Duration::from_secs(5);
+/// How long graceful shutdown lets event queues drain to the plugins.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+/// How long start waits for plugins to answer their first `Describe` (mandatory ones wait their
+/// own `startup-timeout`), so that start events reach the plugins that are up.
+const DESCRIBE_GRACE: Duration = Duration::from_secs(2);
 
 /// Why the broker could not run.
 #[derive(Debug, thiserror::Error)]
@@ -26,19 +37,24 @@ pub enum BrokerError {
     /// A listener could not be bound or its TLS material loaded.
     #[error(transparent)]
     Listener(#[from] ListenerError),
+    /// A plugin is misconfigured, or a mandatory one did not come up.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
 }
 
 /// An MQTT broker built from a [`Config`].
 #[derive(Debug)]
 pub struct Broker {
     ctx: Arc<BrokerContext>,
+    controls: mpsc::Receiver<ControlRequest>,
 }
 
 impl Broker {
-    /// Builds the broker's state from `config`. Nothing is bound until [`run`](Self::run).
+    /// Builds the broker's state from `config`. Nothing is bound or connected until
+    /// [`run`](Self::run).
     ///
     /// # Errors
-    /// None today; the signature leaves room for stores that open files.
+    /// A plugin endpoint that cannot be parsed, or plugin TLS files that cannot be read.
     pub fn new(config: Config) -> Result<Broker, BrokerError> {
         let stats = Arc::new(Stats::default());
         let limits = SessionLimits {
@@ -46,61 +62,93 @@ impl Broker {
             max_queued: config.limits.max_queued_messages,
             queue_full_policy: config.limits.queue_full_policy,
         };
-        let router = Arc::new(Router::new(
-            Arc::new(MemoryRetainedStore::default()),
-            stats.clone(),
-        ));
+        let (plugins, controls) = PluginManager::new(&config)?;
+        let router = Arc::new(Router::new(Arc::new(MemoryRetainedStore::default()), stats.clone()));
         let sessions = Arc::new(SessionRegistry::new(limits, stats.clone()));
         let ctx = BrokerContext::new(
             Arc::new(config),
             router,
             sessions,
             stats,
+            Arc::new(plugins),
             CancellationToken::new(),
         );
-        Ok(Broker { ctx: Arc::new(ctx) })
+        Ok(Broker {
+            ctx: Arc::new(ctx),
+            controls,
+        })
     }
 
-    /// Binds every listener, serves clients until `shutdown` is cancelled, then stops accepting,
-    /// closes every connection (no wills are published for a broker shutdown) and waits for all
-    /// tasks under a deadline.
+    /// Runs the broker until `shutdown` is cancelled.
+    ///
+    /// Start: plugins are described (mandatory ones before anything else), `broker_pre_start`
+    /// is sent and awaited, listeners are bound, `broker_post_start` is sent and awaited.
+    /// Shutdown: `broker_pre_shutdown` (awaited), stop accepting, close every connection (no
+    /// wills for a broker shutdown), wait for connection tasks, drain event queues, send
+    /// `broker_post_shutdown` (awaited), stop the plugin tasks.
     ///
     /// # Errors
-    /// A listener that cannot be bound fails the start before any client is accepted.
+    /// A mandatory plugin that does not come up, or a listener that cannot be bound, fails the
+    /// start before any client is accepted.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), BrokerError> {
-        let ctx = self.ctx;
-        let listeners = listener::bind_all(&ctx.config.listeners).await?;
-        let tracker = TaskTracker::new();
-        for bound in listeners {
-            let handler_ctx = ctx.clone();
-            let handler =
-                move |transport, peer| connection::serve(handler_ctx.clone(), transport, peer);
-            tracker.spawn(bound.serve(handler, shutdown.clone(), tracker.clone()));
-        }
-        tracker.spawn(sys_topics::run(
-            ctx.clone(),
-            ctx.config.sys_interval,
-            shutdown.clone(),
-        ));
-        tracker.spawn(expire_sessions(ctx.clone(), shutdown.clone()));
+        let Broker { ctx, controls } = self;
+        let plugin_tasks = TaskTracker::new();
+        let plugin_shutdown = CancellationToken::new();
+        ctx.plugins.start(&plugin_tasks, &plugin_shutdown);
+        plugin_tasks.spawn(control::run(ctx.clone(), controls, plugin_shutdown.clone()));
+        let result = serve(&ctx, &shutdown).await;
 
-        shutdown.cancelled().await;
-        info!("shutting down");
-        // Connections watch the context's token; listeners and background tasks watch `shutdown`.
-        ctx.shutdown.cancel();
-        tracker.close();
-        if tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait())
-            .await
-            .is_err()
-        {
-            warn!(
-                remaining = tracker.len(),
-                "shutdown deadline passed with tasks still running"
-            );
+        ctx.plugins.drain(Instant::now() + DRAIN_DEADLINE).await;
+        ctx.plugins
+            .emit_and_wait(
+                pb::EventKind::BrokerPostShutdown,
+                pb::event::Body::PostShutdown(emit::lifecycle()),
+                Instant::now() + LIFECYCLE_DEADLINE,
+            )
+            .await;
+        plugin_shutdown.cancel();
+        plugin_tasks.close();
+        if tokio::time::timeout(SHUTDOWN_DEADLINE, plugin_tasks.wait()).await.is_err() {
+            warn!("plugin tasks did not stop before the deadline");
         }
         info!("stopped");
-        Ok(())
+        result
     }
+}
+
+/// Start, serve until `shutdown`, and close every client. Plugin tasks keep running.
+async fn serve(ctx: &Arc<BrokerContext>, shutdown: &CancellationToken) -> Result<(), BrokerError> {
+    let plugins = &ctx.plugins;
+    tokio::select! {
+        result = plugins.wait_mandatory() => result?,
+        _ = shutdown.cancelled() => return Ok(()),
+    }
+    let all_described = futures_util::future::join_all(plugins.plugins().iter().map(|p| p.wait_described()));
+    let _ = tokio::time::timeout(DESCRIBE_GRACE, all_described).await;
+    let lifecycle = |kind, body| plugins.emit_and_wait(kind, body, Instant::now() + LIFECYCLE_DEADLINE);
+    lifecycle(pb::EventKind::BrokerPreStart, pb::event::Body::PreStart(emit::lifecycle())).await;
+
+    let listeners = listener::bind_all(&ctx.config.listeners).await?;
+    let tasks = TaskTracker::new();
+    for bound in listeners {
+        let handler_ctx = ctx.clone();
+        let handler = move |transport, peer| connection::serve(handler_ctx.clone(), transport, peer);
+        tasks.spawn(bound.serve(handler, shutdown.clone(), tasks.clone()));
+    }
+    tasks.spawn(sys_topics::run(ctx.clone(), ctx.config.sys_interval, shutdown.clone()));
+    tasks.spawn(expire_sessions(ctx.clone(), shutdown.clone()));
+    lifecycle(pb::EventKind::BrokerPostStart, pb::event::Body::PostStart(emit::lifecycle())).await;
+
+    shutdown.cancelled().await;
+    info!("shutting down");
+    lifecycle(pb::EventKind::BrokerPreShutdown, pb::event::Body::PreShutdown(emit::lifecycle())).await;
+    // Listeners and background tasks watch `shutdown`; connections watch the context's token.
+    ctx.shutdown.cancel();
+    tasks.close();
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, tasks.wait()).await.is_err() {
+        warn!(remaining = tasks.len(), "shutdown deadline passed with connections still open");
+    }
+    Ok(())
 }
 
 /// Drops persistent sessions that stayed offline longer than `limits.session-expiry`.

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::plugin::PluginManager;
 use crate::router::Router;
 use crate::session::SessionRegistry;
 use crate::stats::Stats;
@@ -24,6 +25,8 @@ pub struct BrokerContext {
     pub sessions: Arc<SessionRegistry>,
     /// Broker-wide counters.
     pub stats: Arc<Stats>,
+    /// Plugins: authentication, topic checks, events.
+    pub plugins: Arc<PluginManager>,
     /// Cancelled when the broker shuts down; connections close without publishing wills.
     pub shutdown: CancellationToken,
     /// When the broker started (for uptime).
@@ -40,6 +43,7 @@ impl BrokerContext {
         router: Arc<Router>,
         sessions: Arc<SessionRegistry>,
         stats: Arc<Stats>,
+        plugins: Arc<PluginManager>,
         shutdown: CancellationToken,
     ) -> Self {
         let id_seed = SystemTime::now()
@@ -51,6 +55,7 @@ impl BrokerContext {
             router,
             sessions,
             stats,
+            plugins,
             shutdown,
             started: Instant::now(),
             next_connection_id: AtomicU64::new(1),

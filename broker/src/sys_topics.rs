@@ -80,12 +80,16 @@ pub fn publish_all(ctx: &BrokerContext) {
             ctx.router.retained().len().to_string(),
         ),
     ];
+    // Straight to the router: `$SYS` updates are the broker's own bookkeeping, so they raise no
+    // plugin events and pass no topic checks.
     for (name, value) in values {
-        ctx.router.publish(&Message {
+        let message = Message {
             topic: format!("$SYS/broker/{name}").into(),
             payload: Bytes::from(value),
             qos: QoS::AtMostOnce,
             retain: true,
-        });
+        };
+        ctx.router.retain(&message);
+        ctx.router.fan_out(&message);
     }
 }

@@ -4,15 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytestring::ByteString;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::io::{IoError, PacketStream};
-use crate::auth;
 use crate::codec::v4::{ConnAck, Connect, ConnectReturnCode, Packet};
 use crate::context::BrokerContext;
 use crate::listener::PeerInfo;
+use crate::plugin::{AuthQuery, emit};
+use midge_proto::plugin::v1 as pb;
 use crate::session::{Owner, Session};
 use crate::stats::Stats;
 
@@ -23,9 +23,11 @@ const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub(crate) struct Accepted {
     pub(crate) connect: Box<Connect>,
-    pub(crate) client_id: ByteString,
     pub(crate) session: Arc<Session>,
+    pub(crate) session_present: bool,
     pub(crate) owner: Owner,
+    /// The session facts events carry.
+    pub(crate) facts: pb::Session,
 }
 
 /// Runs the CONNECT phase. `None` means the connection is to be closed (the reason is logged and
@@ -79,11 +81,24 @@ pub(crate) async fn handshake(
     };
     tracing::Span::current().record("client_id", &*client_id);
 
-    let votes = [auth::anonymous_vote(
-        &ctx.config.auth,
-        connect.username.as_deref(),
-    )];
-    if let Err(reason) = auth::decide(votes) {
+    let query = AuthQuery {
+        client_id: client_id.clone(),
+        username: connect.username.clone(),
+        password: connect.password.clone(),
+        request: pb::AuthenticateRequest {
+            client_id: client_id.to_string(),
+            username: connect.username.as_ref().map(|u| u.to_string()),
+            password: connect.password.as_ref().map(|p| p.to_vec()),
+            remote_addr: peer.addr.to_string(),
+            listener: peer.listener.to_string(),
+            protocol_version: emit::protocol_version(connect.protocol) as i32,
+            tls_peer_subject: peer.tls_subject.clone().unwrap_or_default(),
+            clean_start: connect.clean_session,
+            keep_alive_secs: u32::from(connect.keep_alive),
+            ..Default::default()
+        },
+    };
+    if let Err(reason) = ctx.plugins.authenticate(&query).await {
         info!(username = connect.username.as_deref(), %reason, "refused: not authorized");
         refuse(ctx, stream, ConnectReturnCode::NotAuthorized).await;
         return None;
@@ -109,6 +124,10 @@ pub(crate) async fn handshake(
     if let Some(discarded) = attached.discarded {
         ctx.router.remove_session(&discarded);
     }
+    attached.session.with_state(|st| {
+        st.username = connect.username.clone();
+        st.listener = peer.listener.clone();
+    });
 
     let connack = Packet::ConnAck(ConnAck {
         session_present: attached.session_present,
@@ -125,11 +144,22 @@ pub(crate) async fn handshake(
         resent,
         "connected"
     );
+    let facts = pb::Session {
+        client_id: client_id.to_string(),
+        username: connect.username.as_ref().map(|u| u.to_string()),
+        clean_start: connect.clean_session,
+        keep_alive_secs: u32::from(connect.keep_alive),
+        protocol_version: emit::protocol_version(connect.protocol) as i32,
+        remote_addr: peer.addr.to_string(),
+        listener: peer.listener.to_string(),
+        connection_id: owner.connection_id.to_string(),
+    };
     Some(Accepted {
         connect,
-        client_id,
         session: attached.session,
+        session_present: attached.session_present,
         owner,
+        facts,
     })
 }
 

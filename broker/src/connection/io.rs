@@ -7,7 +7,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::codec::v4::{self, Decoder, Packet};
 use crate::codec::{DecodeError, EncodeError};
 use crate::listener::Transport;
+use crate::session::Session;
 
+/// At most this many bytes of deliveries are encoded per loop turn, so reading is not starved.
+const WRITE_BATCH: usize = 64 * 1024;
 /// Spare capacity guaranteed before each socket read.
 const READ_RESERVE: usize = 4096;
 /// Buffers that grew beyond this (a burst, a large packet) are released once empty, so an idle
@@ -42,6 +45,10 @@ pub(crate) struct PacketStream {
     pub(crate) bytes_in: u64,
     /// Bytes written since the counter was last taken.
     pub(crate) bytes_out: u64,
+    /// Packets queued for writing since the counter was last taken.
+    pub(crate) packets_out: u64,
+    /// PUBLISH packets among them.
+    pub(crate) publishes_out: u64,
 }
 
 impl std::fmt::Debug for PacketStream {
@@ -63,6 +70,8 @@ impl PacketStream {
             decoder: Decoder::new(max_packet_size),
             bytes_in: 0,
             bytes_out: 0,
+            packets_out: 0,
+            publishes_out: 0,
         }
     }
 
@@ -109,7 +118,16 @@ impl PacketStream {
 
     /// Appends `packet` to the write buffer.
     pub(crate) fn queue(&mut self, packet: &Packet) -> Result<(), IoError> {
-        Ok(v4::encode(packet, &mut self.write_buf)?)
+        v4::encode(packet, &mut self.write_buf)?;
+        self.packets_out += 1;
+        Ok(())
+    }
+
+    /// Appends up to a batch of the session's queued deliveries to the write buffer.
+    pub(crate) fn queue_deliveries(&mut self, session: &Session) {
+        let n = session.fill_outbound(&mut self.write_buf, WRITE_BATCH) as u64;
+        self.packets_out += n;
+        self.publishes_out += n;
     }
 
     /// Writes the whole write buffer to the socket.

@@ -14,14 +14,14 @@ use tracing::{debug, info, warn};
 
 use crate::codec::v4::{Connect, LastWill};
 use crate::context::BrokerContext;
+use crate::dispatch;
+use midge_proto::plugin::v1 as pb;
 use crate::listener::{PeerInfo, Transport};
 use crate::message::Message;
 use crate::stats::Stats;
 pub use io::IoError;
 use io::PacketStream;
 
-/// At most this many bytes of deliveries are encoded per loop turn, so reading is not starved.
-const WRITE_BATCH: usize = 64 * 1024;
 
 /// Why a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +43,18 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// The reason reported in the `client_disconnected` event.
+    pub fn event_reason(self) -> pb::DisconnectReason {
+        match self {
+            Exit::Disconnect => pb::DisconnectReason::Normal,
+            Exit::Closed | Exit::IoError => pb::DisconnectReason::Abnormal,
+            Exit::KeepAliveTimeout => pb::DisconnectReason::KeepaliveTimeout,
+            Exit::TakenOver => pb::DisconnectReason::TakenOver,
+            Exit::Shutdown => pb::DisconnectReason::Shutdown,
+            Exit::ProtocolError => pb::DisconnectReason::ProtocolError,
+        }
+    }
+
     /// Whether the will message is published for this ending.
     pub fn publishes_will(self) -> bool {
         !matches!(self, Exit::Disconnect | Exit::Shutdown)
@@ -59,7 +71,18 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
     Stats::add(&ctx.stats.clients_connected, 1);
     Stats::add(&ctx.stats.clients_total, 1);
 
-    let mut conn = inbound::Connection::new(ctx.clone(), accepted.session.clone());
+    ctx.plugins.emit(pb::EventKind::ClientConnected, || {
+        pb::event::Body::ClientConnected(pb::ClientConnected {
+            session: Some(accepted.facts.clone()),
+            session_present: accepted.session_present,
+        })
+    });
+    let mut conn = inbound::Connection::new(
+        ctx.clone(),
+        accepted.session.clone(),
+        accepted.connect.username.clone(),
+        peer.listener.clone(),
+    );
     let exit = run(
         &mut conn,
         &mut stream,
@@ -81,10 +104,9 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
         Exit::Disconnect | Exit::Closed | Exit::Shutdown => debug!(?exit, "disconnected"),
         _ => info!(?exit, "disconnected"),
     }
-    if exit.publishes_will()
-        && let Some(will) = &accepted.connect.will
-    {
-        publish_will(&ctx, will);
+    let will = accepted.connect.will.as_ref().filter(|_| exit.publishes_will());
+    if let Some(will) = will {
+        publish_will(&ctx, will).await;
     }
     if ctx
         .sessions
@@ -94,7 +116,13 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
         ctx.router.remove_session(&accepted.session);
     }
     accepted.owner.done.cancel();
-    let _ = accepted.client_id;
+    ctx.plugins.emit(pb::EventKind::ClientDisconnected, || {
+        pb::event::Body::ClientDisconnected(pb::ClientDisconnected {
+            session: Some(accepted.facts),
+            reason: exit.event_reason() as i32,
+            will_published: will.is_some(),
+        })
+    });
 }
 
 /// The connected phase.
@@ -110,8 +138,7 @@ async fn run(
     let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
     let deadline = sleep_until(keep_alive.map_or(far_future, |k| Instant::now() + k));
     tokio::pin!(deadline);
-    conn.session()
-        .fill_outbound(&mut stream.write_buf, WRITE_BATCH);
+    stream.queue_deliveries(conn.session());
 
     loop {
         if let Err(error) = stream.flush().await {
@@ -141,7 +168,7 @@ async fn run(
                 loop {
                     match stream.next_buffered() {
                         Ok(Some(packet)) => {
-                            if let Some(exit) = conn.handle(packet, stream) {
+                            if let Some(exit) = conn.handle(packet, stream).await {
                                 return exit;
                             }
                         }
@@ -153,10 +180,10 @@ async fn run(
                         }
                     }
                 }
-                conn.session().fill_outbound(&mut stream.write_buf, WRITE_BATCH);
+                stream.queue_deliveries(conn.session());
             }
             _ = conn.session().woken() => {
-                conn.session().fill_outbound(&mut stream.write_buf, WRITE_BATCH);
+                stream.queue_deliveries(conn.session());
             }
         }
     }
@@ -168,14 +195,17 @@ fn protocol_error(ctx: &BrokerContext, error: &dyn std::fmt::Display) -> Exit {
     Exit::ProtocolError
 }
 
-fn publish_will(ctx: &BrokerContext, will: &LastWill) {
+/// Publishes the will. Like aMQTT, no PUBLISH check and no message events: it goes straight to
+/// dispatch, where RECEIVE checks still apply.
+async fn publish_will(ctx: &BrokerContext, will: &LastWill) {
     debug!(topic = %will.topic, "publishing will");
-    ctx.router.publish(&Message {
+    let message = Message {
         topic: will.topic.clone(),
         payload: will.message.clone(),
         qos: will.qos,
         retain: will.retain,
-    });
+    };
+    dispatch::dispatch(ctx, dispatch::Origin::default(), &message).await;
 }
 
 fn flush_counters(ctx: &BrokerContext, stream: &mut PacketStream) {
@@ -184,4 +214,6 @@ fn flush_counters(ctx: &BrokerContext, stream: &mut PacketStream) {
         std::mem::take(&mut stream.bytes_in),
     );
     Stats::add(&ctx.stats.bytes_sent, std::mem::take(&mut stream.bytes_out));
+    Stats::add(&ctx.stats.packets_sent, std::mem::take(&mut stream.packets_out));
+    Stats::add(&ctx.stats.publish_sent, std::mem::take(&mut stream.publishes_out));
 }

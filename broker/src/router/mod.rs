@@ -38,38 +38,43 @@ impl Router {
         }
     }
 
-    /// Publishes `message`: updates the retained store when its retain flag is set (an empty
-    /// payload clears the topic), then queues one copy for every subscribed session at
-    /// min(message QoS, highest matching subscription QoS). Returns the number of sessions the
-    /// message was queued for.
-    pub fn publish(&self, message: &Message) -> usize {
-        if message.retain {
-            if message.payload.is_empty() {
-                self.retained.clear(&message.topic);
-            } else {
-                self.retained.store(message.clone());
-            }
+    /// Stores or clears the retained message of `message`'s topic, if its retain flag is set.
+    /// Returns `Some(true)` when stored, `Some(false)` when cleared (empty payload), `None` when
+    /// the message is not retained.
+    pub fn retain(&self, message: &Message) -> Option<bool> {
+        if !message.retain {
+            return None;
         }
+        if message.payload.is_empty() {
+            self.retained.clear(&message.topic);
+            Some(false)
+        } else {
+            self.retained.store(message.clone());
+            Some(true)
+        }
+    }
+
+    /// Queues one copy of `message` for every subscribed session at min(message QoS, highest
+    /// matching subscription QoS), with the retain flag cleared ([MQTT-3.3.1-9]). Returns the
+    /// number of sessions it was queued for. This is the path without per-subscriber checks.
+    pub fn fan_out(&self, message: &Message) -> usize {
         let tree = self.tree.read();
         let mut hits: SmallVec<[&Subscriber; 8]> = SmallVec::new();
         tree.for_each_match(&message.topic, &mut |s| hits.push(s));
-        if hits.len() > 1 {
-            // Overlapping subscriptions of one session: keep one copy at the highest QoS.
-            hits.sort_unstable_by_key(|s| (s.session.id(), std::cmp::Reverse(s.qos)));
-            hits.dedup_by_key(|s| s.session.id());
-        }
-        let mut delivered = 0;
-        for hit in &hits {
-            // Live delivery clears the retain flag ([MQTT-3.3.1-9]).
-            if hit
-                .session
-                .deliver(message.for_subscriber(hit.qos, false))
-                .is_ok()
-            {
-                delivered += 1;
-            }
-        }
-        delivered
+        dedup_by_session(&mut hits);
+        hits.iter()
+            .filter(|hit| hit.session.deliver(message.for_subscriber(hit.qos, false)).is_ok())
+            .count()
+    }
+
+    /// Appends (session, highest granted QoS) for every session subscribed to `topic`, one entry
+    /// per session, for callers that check each subscriber before delivering.
+    pub fn subscribers(&self, topic: &str, out: &mut Vec<(Arc<Session>, QoS)>) {
+        let tree = self.tree.read();
+        let mut hits: SmallVec<[&Subscriber; 8]> = SmallVec::new();
+        tree.for_each_match(topic, &mut |s| hits.push(s));
+        dedup_by_session(&mut hits);
+        out.extend(hits.iter().map(|hit| (hit.session.clone(), hit.qos)));
     }
 
     /// Adds (or replaces) `session`'s subscription to `filter` with `qos`. Returns true if new.
@@ -117,5 +122,14 @@ impl Router {
     /// Broker-wide counters.
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
+    }
+}
+
+/// Keeps one entry per session, the one with the highest QoS (overlapping subscriptions deliver
+/// one copy, [MQTT-3.3.5-1]).
+fn dedup_by_session(hits: &mut SmallVec<[&Subscriber; 8]>) {
+    if hits.len() > 1 {
+        hits.sort_unstable_by_key(|s| (s.session.id(), std::cmp::Reverse(s.qos)));
+        hits.dedup_by_key(|s| s.session.id());
     }
 }

@@ -23,6 +23,7 @@ use crate::codec::v4::{self, Packet, Publish};
 use crate::codec::{PacketId, QoS};
 use crate::config::QueueFullPolicy;
 use crate::message::Message;
+use crate::plugin::cache::TopicCache;
 use crate::stats::Stats;
 
 pub(crate) use outgoing::{Awaiting, OutgoingWindow};
@@ -69,6 +70,7 @@ pub struct Session {
     state: Mutex<SessionState>,
     wake: Notify,
     stats: Arc<Stats>,
+    decisions: TopicCache,
 }
 
 /// The mutable part of a session. Locked only for short, await-free sections.
@@ -88,6 +90,10 @@ pub(crate) struct SessionState {
     pub(crate) owner: Option<Owner>,
     /// When the last connection detached (for session expiry).
     pub(crate) offline_since: Option<Instant>,
+    /// User name of the current (or last) connection.
+    pub(crate) username: Option<ByteString>,
+    /// Listener of the current (or last) connection.
+    pub(crate) listener: Arc<str>,
 }
 
 impl Session {
@@ -110,7 +116,10 @@ impl Session {
                 incoming_qos2: HashSet::new(),
                 owner: None,
                 offline_since: None,
+                username: None,
+                listener: Arc::from(""),
             }),
+            decisions: TopicCache::default(),
             wake: Notify::new(),
             stats,
         }
@@ -119,6 +128,11 @@ impl Session {
     /// Unique id of this session object (a new session for the same client id gets a new id).
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Cached topic-check verdicts for this client (dropped on disconnect and invalidation).
+    pub fn decisions(&self) -> &TopicCache {
+        &self.decisions
     }
 
     /// The client identifier.

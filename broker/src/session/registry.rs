@@ -108,6 +108,8 @@ impl SessionRegistry {
             st.offline_since = Some(Instant::now());
             Some(st.clean)
         })?;
+        // Cached topic decisions belong to the connection, not the stored session.
+        session.decisions().clear();
         if clean
             && sessions
                 .get(session.client_id())
@@ -139,6 +141,16 @@ impl SessionRegistry {
             !stale
         });
         expired
+    }
+
+    /// The session of `client_id`, if one is stored.
+    pub fn get(&self, client_id: &str) -> Option<Arc<Session>> {
+        self.sessions.lock().get(client_id).cloned()
+    }
+
+    /// Every stored session (a snapshot).
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        self.sessions.lock().values().cloned().collect()
     }
 
     /// Number of stored sessions, online or offline.

@@ -1,0 +1,80 @@
+//! Applying the control messages plugins send on their event streams: publish a message,
+//! disconnect a client, invalidate cached decisions — aMQTT's `BrokerContext` reach, out of
+//! process.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use midge_proto::plugin::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::codec::QoS;
+use crate::context::BrokerContext;
+use crate::dispatch::{self, Origin};
+use crate::message::Message;
+use crate::plugin::ControlRequest;
+use crate::topic;
+
+/// Applies control messages until `shutdown`.
+pub async fn run(ctx: Arc<BrokerContext>, mut controls: mpsc::Receiver<ControlRequest>, shutdown: CancellationToken) {
+    loop {
+        let request = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            request = controls.recv() => match request {
+                Some(request) => request,
+                None => return,
+            },
+        };
+        apply(&ctx, request).await;
+    }
+}
+
+/// Applies one control message. Invalid ones are logged and ignored.
+pub async fn apply(ctx: &BrokerContext, request: ControlRequest) {
+    let alias = &request.alias;
+    match request.control.action {
+        Some(pb::control::Action::Publish(publish)) => {
+            let qos = u8::try_from(publish.qos).ok().and_then(|q| QoS::try_from(q).ok());
+            let (Some(qos), true) = (qos, topic::is_valid_topic_name(&publish.topic)) else {
+                warn!(%alias, topic = %publish.topic, qos = publish.qos, "plugin publish refused: bad topic or qos");
+                return;
+            };
+            let message = Message {
+                topic: publish.topic.into(),
+                payload: Bytes::from(publish.payload),
+                qos,
+                retain: publish.retain,
+            };
+            info!(%alias, topic = %message.topic, "plugin publishes a message");
+            dispatch::dispatch(ctx, Origin::default(), &message).await;
+        }
+        Some(pb::control::Action::Disconnect(disconnect)) => {
+            let owner = ctx
+                .sessions
+                .get(&disconnect.client_id)
+                .and_then(|session| session.with_state(|st| st.owner.clone()));
+            match owner {
+                Some(owner) => {
+                    info!(%alias, client_id = %disconnect.client_id, reason = %disconnect.reason, "plugin disconnects a client");
+                    owner.kick.cancel();
+                }
+                None => info!(%alias, client_id = %disconnect.client_id, "plugin asked to disconnect a client that is not connected"),
+            }
+        }
+        Some(pb::control::Action::Invalidate(invalidate)) => {
+            let client_id = Some(invalidate.client_id.as_str()).filter(|c| !c.is_empty());
+            let username = Some(invalidate.username.as_str()).filter(|u| !u.is_empty());
+            info!(%alias, ?client_id, ?username, "plugin invalidates cached decisions");
+            ctx.plugins.invalidate_auth(client_id, username);
+            for session in ctx.sessions.all() {
+                let user_hit = username.is_some_and(|u| session.with_state(|st| st.username.as_deref() == Some(u)));
+                if client_id.is_some_and(|c| &**session.client_id() == c) || user_hit {
+                    session.decisions().clear();
+                }
+            }
+        }
+        None => warn!(%alias, "empty control message ignored"),
+    }
+}

@@ -1,0 +1,79 @@
+//! Dispatching one accepted application message: retained store, events, and delivery to every
+//! subscriber — through the RECEIVE topic check when topic checks are on.
+
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use midge_proto::plugin::v1 as pb;
+
+use crate::codec::QoS;
+use crate::context::BrokerContext;
+use crate::message::Message;
+use crate::plugin::TopicQuery;
+use crate::plugin::decision::Action;
+use crate::plugin::emit;
+use crate::session::Session;
+
+/// Who published a message (for events); `None` fields for broker-originated messages.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Origin<'a> {
+    /// Publishing client's id ("" for the broker itself).
+    pub client_id: &'a str,
+    /// Publishing client's user name.
+    pub username: Option<&'a str>,
+}
+
+/// Stores or clears the retained message (with its event), then delivers `message` to every
+/// subscriber allowed to receive it. The message has passed any PUBLISH check already.
+pub async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message) {
+    if let Some(stored) = ctx.router.retain(message) {
+        let kind = if stored {
+            pb::EventKind::RetainedStored
+        } else {
+            pb::EventKind::RetainedCleared
+        };
+        ctx.plugins.emit_message(
+            kind,
+            |payload| {
+                let body = emit::message_event(origin.client_id, origin.username, message, payload);
+                if stored {
+                    pb::event::Body::RetainedStored(body)
+                } else {
+                    pb::event::Body::RetainedCleared(body)
+                }
+            },
+            &message.topic,
+        );
+    }
+    if !ctx.plugins.topic_check_enabled() {
+        ctx.router.fan_out(message);
+        return;
+    }
+    let mut targets: Vec<(Arc<Session>, QoS)> = Vec::new();
+    ctx.router.subscribers(&message.topic, &mut targets);
+    let checks = targets.iter().map(|(session, _)| may_receive(ctx, session, message));
+    let verdicts = join_all(checks).await;
+    for ((session, qos), allowed) in targets.iter().zip(verdicts) {
+        if allowed {
+            let _ = session.deliver(message.for_subscriber(*qos, false));
+        }
+    }
+}
+
+/// The RECEIVE check of `session` for `message` (also used for retained replay).
+pub async fn may_receive(ctx: &BrokerContext, session: &Session, message: &Message) -> bool {
+    if !ctx.plugins.topic_check_enabled() {
+        return true;
+    }
+    let (username, listener) = session.with_state(|st| (st.username.clone(), st.listener.clone()));
+    let query = TopicQuery {
+        client_id: session.client_id(),
+        username: username.as_ref(),
+        topic: &message.topic,
+        action: Action::Receive,
+        qos: message.qos as u8,
+        retain: message.retain,
+        listener: &listener,
+    };
+    ctx.plugins.check_topic(session.decisions(), &query).await
+}

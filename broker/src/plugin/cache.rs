@@ -1,0 +1,165 @@
+//! Decision caches: verdicts a plugin allowed us to reuse for a while (its `cache_ttl_ms`), so
+//! the PUBLISH hot path pays no round trip per message. Errors and fallbacks are never cached.
+//!
+//! Topic decisions live in each session ([`TopicCache`], dropped when the client disconnects or
+//! a plugin invalidates it); authentication decisions in one broker-wide [`AuthCache`] keyed by
+//! the credentials.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::time::Duration;
+
+use bytestring::ByteString;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use super::decision::{Action, PluginVote};
+
+/// Entries kept per session before expired ones are swept (and new ones refused if all live).
+const TOPIC_CACHE_CAPACITY: usize = 4096;
+/// Entries kept in the broker-wide authentication cache.
+const AUTH_CACHE_CAPACITY: usize = 65_536;
+
+/// Cached topic verdicts of one session, keyed by (plugin index, action, topic).
+#[derive(Debug, Default)]
+pub struct TopicCache {
+    entries: Mutex<HashMap<(u16, Action, ByteString), (PluginVote, Instant)>>,
+}
+
+impl TopicCache {
+    /// The cached, unexpired vote of plugin `plugin` on (`action`, `topic`).
+    pub fn get(&self, plugin: u16, action: Action, topic: &ByteString) -> Option<PluginVote> {
+        let entries = self.entries.lock();
+        let (vote, expires) = entries.get(&(plugin, action, topic.clone()))?;
+        (Instant::now() < *expires).then(|| vote.clone())
+    }
+
+    /// Caches `vote` for `ttl`.
+    pub fn put(&self, plugin: u16, action: Action, topic: ByteString, vote: PluginVote, ttl: Duration) {
+        let now = Instant::now();
+        let mut entries = self.entries.lock();
+        if entries.len() >= TOPIC_CACHE_CAPACITY {
+            entries.retain(|_, (_, expires)| *expires > now);
+            if entries.len() >= TOPIC_CACHE_CAPACITY {
+                return;
+            }
+        }
+        entries.insert((plugin, action, topic), (vote, now + ttl));
+    }
+
+    /// Forgets everything (disconnect, invalidation).
+    pub fn clear(&self) {
+        self.entries.lock().clear();
+    }
+
+    /// Number of entries (expired ones included until swept).
+    pub fn len(&self) -> usize {
+        self.entries.lock().len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What an authentication decision is keyed by: plugin, client id, username and a keyed hash of
+/// the password (the password itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AuthKey {
+    plugin: u16,
+    client_id: ByteString,
+    username: Option<ByteString>,
+    password_hash: u64,
+}
+
+/// Broker-wide cache of authentication verdicts.
+#[derive(Debug)]
+pub struct AuthCache {
+    entries: Mutex<HashMap<AuthKey, (PluginVote, Instant)>>,
+    /// Random per process, so password hashes cannot be precomputed.
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Default for AuthCache {
+    fn default() -> Self {
+        AuthCache {
+            entries: Mutex::new(HashMap::new()),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+}
+
+impl AuthCache {
+    /// The key for these credentials.
+    pub fn key(&self, plugin: u16, client_id: &ByteString, username: Option<&ByteString>, password: Option<&[u8]>) -> AuthKey {
+        let mut hasher = self.hasher.build_hasher();
+        password.hash(&mut hasher);
+        AuthKey {
+            plugin,
+            client_id: client_id.clone(),
+            username: username.cloned(),
+            password_hash: hasher.finish(),
+        }
+    }
+
+    /// The cached, unexpired vote for `key`.
+    pub fn get(&self, key: &AuthKey) -> Option<PluginVote> {
+        let entries = self.entries.lock();
+        let (vote, expires) = entries.get(key)?;
+        (Instant::now() < *expires).then(|| vote.clone())
+    }
+
+    /// Caches `vote` for `ttl`.
+    pub fn put(&self, key: AuthKey, vote: PluginVote, ttl: Duration) {
+        let now = Instant::now();
+        let mut entries = self.entries.lock();
+        if entries.len() >= AUTH_CACHE_CAPACITY {
+            entries.retain(|_, (_, expires)| *expires > now);
+            if entries.len() >= AUTH_CACHE_CAPACITY {
+                return;
+            }
+        }
+        entries.insert(key, (vote, now + ttl));
+    }
+
+    /// Drops the entries of a client id and/or a username (a plugin's invalidation).
+    pub fn invalidate(&self, client_id: Option<&str>, username: Option<&str>) {
+        self.entries.lock().retain(|key, _| {
+            let client_hit = client_id.is_some_and(|c| &*key.client_id == c);
+            let user_hit = username.is_some_and(|u| key.username.as_deref() == Some(u));
+            !(client_hit || user_hit)
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn topic_entries_expire() {
+        let cache = TopicCache::default();
+        let topic = ByteString::from("a/b");
+        cache.put(0, Action::Publish, topic.clone(), PluginVote::Allow, Duration::from_secs(2));
+        assert_eq!(cache.get(0, Action::Publish, &topic), Some(PluginVote::Allow));
+        assert_eq!(cache.get(1, Action::Publish, &topic), None, "other plugin");
+        assert_eq!(cache.get(0, Action::Receive, &topic), None, "other action");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(cache.get(0, Action::Publish, &topic), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn auth_keys_include_the_password() {
+        let cache = AuthCache::default();
+        let id = ByteString::from("c");
+        let user = ByteString::from("u");
+        let right = cache.key(0, &id, Some(&user), Some(b"pw"));
+        let wrong = cache.key(0, &id, Some(&user), Some(b"px"));
+        cache.put(right.clone(), PluginVote::Allow, Duration::from_secs(10));
+        assert_eq!(cache.get(&right), Some(PluginVote::Allow));
+        assert_eq!(cache.get(&wrong), None);
+        cache.invalidate(None, Some("u"));
+        assert_eq!(cache.get(&right), None);
+    }
+}

@@ -1,0 +1,334 @@
+//! One configured plugin: its lazily connected gRPC channel, the unary calls with deadline,
+//! fallback and circuit breaker, the `Describe` handshake after every (re)connect, and counters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use midge_proto::plugin::v1 as pb;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+use tracing::{debug, info, warn};
+
+use super::breaker::{Breaker, BreakerState};
+use super::decision::{PluginVote, vote_from_pb};
+use super::events::EventPipeline;
+use super::PluginError;
+use crate::config::{Fallback, PluginConfig};
+
+/// How a call failed, which selects the fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// No answer within the plugin's `timeout`.
+    Timeout,
+    /// The plugin answered with a gRPC error status (or an invalid verdict).
+    Error,
+    /// Not connected, or the circuit breaker is open.
+    Unavailable,
+}
+
+/// Counters of one plugin, for logs, `$SYS`-style reporting and the admin API.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    /// Decision calls attempted (including those short-circuited by the breaker).
+    pub calls: AtomicU64,
+    /// ALLOW answers.
+    pub allows: AtomicU64,
+    /// DENY answers.
+    pub denies: AtomicU64,
+    /// IGNORE answers.
+    pub ignores: AtomicU64,
+    /// Calls that timed out.
+    pub timeouts: AtomicU64,
+    /// Calls answered with an error status.
+    pub errors: AtomicU64,
+    /// Calls that found the plugin unavailable (not connected or breaker open).
+    pub unavailable: AtomicU64,
+    /// Fallbacks taken (one per failed call).
+    pub fallbacks: AtomicU64,
+    /// Decisions served from the cache.
+    pub cache_hits: AtomicU64,
+    /// Sum of call latencies in microseconds (with `calls` gives the mean).
+    pub latency_us_total: AtomicU64,
+    /// Times the breaker opened.
+    pub breaker_opened: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A plugin answer: the vote and how long it may be cached (`None` for fallbacks, never cached).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The vote counted in the chain.
+    pub vote: PluginVote,
+    /// Cache lifetime the plugin granted; `None` for fallbacks and uncacheable answers.
+    pub cache_for: Option<Duration>,
+}
+
+/// One configured plugin.
+#[derive(Debug)]
+pub struct Plugin {
+    index: u16,
+    alias: Arc<str>,
+    config: PluginConfig,
+    channel: Channel,
+    breaker: Breaker,
+    stats: PluginStats,
+    describe: Mutex<Option<pb::DescribeResponse>>,
+    described: AtomicBool,
+    described_notify: Notify,
+    /// Poked when a call saw the connection fail, so the supervisor describes again.
+    reconnected: Notify,
+    pipeline: Arc<EventPipeline>,
+}
+
+impl Plugin {
+    /// Builds the plugin's lazy channel. Nothing connects until the first call.
+    pub(crate) fn new(index: u16, alias: &str, config: PluginConfig, pipeline: Arc<EventPipeline>) -> Result<Self, PluginError> {
+        let bad = |reason: String| PluginError::Endpoint {
+            alias: alias.to_string(),
+            reason,
+        };
+        let mut endpoint = Endpoint::from_shared(config.endpoint.clone())
+            .map_err(|e| bad(e.to_string()))?
+            .connect_timeout(config.timeout.max(Duration::from_millis(500)))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true);
+        if let Some(tls) = &config.tls {
+            endpoint = endpoint
+                .tls_config(super::tls::client_config(tls).map_err(bad)?)
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        Ok(Plugin {
+            index,
+            alias: Arc::from(alias),
+            breaker: Breaker::new(config.breaker.failures, config.breaker.cool_down),
+            config,
+            channel: endpoint.connect_lazy(),
+            stats: PluginStats::default(),
+            describe: Mutex::new(None),
+            described: AtomicBool::new(false),
+            described_notify: Notify::new(),
+            reconnected: Notify::new(),
+            pipeline,
+        })
+    }
+
+    /// Position in the `plugins` section (cache keys use it).
+    pub fn index(&self) -> u16 {
+        self.index
+    }
+
+    /// The alias it is registered under.
+    pub fn alias(&self) -> &Arc<str> {
+        &self.alias
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &PluginConfig {
+        &self.config
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> &PluginStats {
+        &self.stats
+    }
+
+    /// Its event pipeline.
+    pub fn pipeline(&self) -> &Arc<EventPipeline> {
+        &self.pipeline
+    }
+
+    /// Its circuit breaker state.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    /// The gRPC channel (for the event stream).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// The last `Describe` answer.
+    pub fn description(&self) -> Option<pb::DescribeResponse> {
+        self.describe.lock().clone()
+    }
+
+    /// Whether `Describe` has succeeded at least once.
+    pub fn is_described(&self) -> bool {
+        self.described.load(Ordering::Acquire)
+    }
+
+    /// Waits until `Describe` has succeeded once.
+    pub async fn wait_described(&self) {
+        loop {
+            let notified = self.described_notify.notified();
+            if self.is_described() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until a call noticed that the connection failed.
+    pub(crate) async fn connection_lost(&self) {
+        self.reconnected.notified().await;
+    }
+
+    /// Calls `Plugin.Describe` with this plugin's config section and applies the answer: the
+    /// event interest is the config's `events` / `topics` / `payload` where given, else what the
+    /// plugin asked for. A plugin that does not implement `Plugin` (UNIMPLEMENTED) counts as
+    /// described with no wishes.
+    pub async fn describe(&self, broker_version: &str) -> Result<(), Status> {
+        let request = pb::DescribeRequest {
+            broker_version: broker_version.to_string(),
+            alias: self.alias.to_string(),
+            config: midge_proto::json::json_to_struct(&self.config.config),
+        };
+        let mut client = pb::plugin_client::PluginClient::new(self.channel.clone());
+        let mut request = tonic::Request::new(request);
+        let deadline = self.config.timeout.max(Duration::from_secs(2));
+        request.set_timeout(deadline);
+        let response = match tokio::time::timeout(deadline, client.describe(request)).await {
+            Err(_) => return Err(Status::deadline_exceeded("Describe timed out")),
+            Ok(Ok(response)) => response.into_inner(),
+            Ok(Err(status)) if status.code() == Code::Unimplemented => pb::DescribeResponse::default(),
+            Ok(Err(status)) => return Err(status),
+        };
+        let kinds = match &self.config.events {
+            Some(names) => super::event_kinds(names),
+            None => response.events().collect(),
+        };
+        let topics = self.config.topics.clone().unwrap_or_else(|| response.topic_filters.clone());
+        let payload = self.config.payload.unwrap_or(!response.omit_payload);
+        self.pipeline.set_interest(kinds, topics, payload);
+        info!(alias = %self.alias, name = %response.name, version = %response.version, "plugin described");
+        *self.describe.lock() = Some(response);
+        self.described.store(true, Ordering::Release);
+        self.described_notify.notify_waiters();
+        Ok(())
+    }
+
+    /// `Authenticator.Authenticate` under the deadline, breaker and fallback.
+    pub async fn authenticate(&self, request: pb::AuthenticateRequest) -> Answer {
+        let timeout = self.config.timeout;
+        let channel = self.channel.clone();
+        let result = self
+            .call(async move {
+                let mut request = tonic::Request::new(request);
+                request.set_timeout(timeout);
+                pb::authenticator_client::AuthenticatorClient::new(channel)
+                    .authenticate(request)
+                    .await
+                    .map(|r| r.into_inner())
+            })
+            .await
+            .and_then(|r| {
+                vote_from_pb(r.verdict, &r.reason)
+                    .map(|vote| (vote, r.cache_ttl_ms))
+                    .ok_or(FailureClass::Error)
+            });
+        self.answer("authenticate", result)
+    }
+
+    /// `TopicFilter.CheckTopic` under the deadline, breaker and fallback.
+    pub async fn check_topic(&self, request: pb::CheckTopicRequest) -> Answer {
+        let timeout = self.config.timeout;
+        let channel = self.channel.clone();
+        let result = self
+            .call(async move {
+                let mut request = tonic::Request::new(request);
+                request.set_timeout(timeout);
+                pb::topic_filter_client::TopicFilterClient::new(channel)
+                    .check_topic(request)
+                    .await
+                    .map(|r| r.into_inner())
+            })
+            .await
+            .and_then(|r| {
+                vote_from_pb(r.verdict, &r.reason)
+                    .map(|vote| (vote, r.cache_ttl_ms))
+                    .ok_or(FailureClass::Error)
+            });
+        self.answer("check_topic", result)
+    }
+
+    /// Runs one unary call: breaker first, then the hard deadline (`tokio::time::timeout`, which
+    /// is what triggers `on-timeout`; the same deadline travels as `grpc-timeout`).
+    async fn call<T>(&self, call: impl Future<Output = Result<T, Status>>) -> Result<T, FailureClass> {
+        bump(&self.stats.calls);
+        if !self.breaker.try_acquire() {
+            return Err(FailureClass::Unavailable);
+        }
+        let started = tokio::time::Instant::now();
+        let outcome = tokio::time::timeout(self.config.timeout, call).await;
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.stats.latency_us_total.fetch_add(micros, Ordering::Relaxed);
+        let failure = match outcome {
+            Ok(Ok(value)) => {
+                if self.breaker.on_success() {
+                    info!(alias = %self.alias, "plugin answered again: circuit closed");
+                }
+                return Ok(value);
+            }
+            Err(_) => FailureClass::Timeout,
+            Ok(Err(status)) => match status.code() {
+                Code::DeadlineExceeded | Code::Cancelled => FailureClass::Timeout,
+                Code::Unavailable => {
+                    self.reconnected.notify_one();
+                    FailureClass::Unavailable
+                }
+                _ => {
+                    debug!(alias = %self.alias, %status, "plugin error status");
+                    FailureClass::Error
+                }
+            },
+        };
+        if self.breaker.on_failure() {
+            bump(&self.stats.breaker_opened);
+            warn!(alias = %self.alias, cool_down = ?self.config.breaker.cool_down, "plugin failing: circuit opened");
+        }
+        Err(failure)
+    }
+
+    /// Turns a call result into the vote the chain counts, counting and logging fallbacks.
+    fn answer(&self, what: &'static str, result: Result<(PluginVote, i64), FailureClass>) -> Answer {
+        match result {
+            Ok((vote, ttl_ms)) => {
+                bump(match vote {
+                    PluginVote::Allow => &self.stats.allows,
+                    PluginVote::Deny(_) => &self.stats.denies,
+                    _ => &self.stats.ignores,
+                });
+                let cache_for = u64::try_from(ttl_ms).ok().filter(|&ms| ms > 0).map(Duration::from_millis);
+                Answer { vote, cache_for }
+            }
+            Err(class) => {
+                bump(match class {
+                    FailureClass::Timeout => &self.stats.timeouts,
+                    FailureClass::Error => &self.stats.errors,
+                    FailureClass::Unavailable => &self.stats.unavailable,
+                });
+                bump(&self.stats.fallbacks);
+                let fallback = match class {
+                    FailureClass::Timeout => self.config.fallback.on_timeout,
+                    FailureClass::Error => self.config.fallback.on_error,
+                    FailureClass::Unavailable => self.config.fallback.on_unavailable,
+                };
+                warn!(alias = %self.alias, call = what, failure = ?class, ?fallback, "plugin call failed: fallback taken");
+                let vote = match fallback {
+                    Fallback::Allow => PluginVote::Allow,
+                    Fallback::Deny => PluginVote::Deny(format!("plugin `{}` {class:?} (fallback deny)", self.alias)),
+                    Fallback::Ignore => PluginVote::Absent,
+                };
+                Answer { vote, cache_for: None }
+            }
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! The plugin manager: plugins registered by alias and endpoint, asked to authenticate and to
+//! check topics with unary gRPC calls (deadline, fallback per failure class, circuit breaker,
+//! decision cache), and fed broker events through one bounded pipeline each.
+//!
+//! # Layout
+//! - [`decision`]: how votes combine (the rule, tested case by case).
+//! - [`client`]: one plugin: channel, calls, fallbacks, `Describe`, counters.
+//! - [`breaker`]: the circuit breaker.
+//! - [`cache`]: decision caches.
+//! - [`events`]: the per-plugin event pipeline (queue, batching, acks, replay).
+//! - [`emit`]: building events from broker facts.
+
+pub mod breaker;
+pub mod cache;
+pub mod client;
+pub mod decision;
+pub mod emit;
+pub mod events;
+mod tls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytestring::ByteString;
+use futures_util::future::join_all;
+use midge_proto::plugin::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, EventKindName, Overflow as OverflowConfig};
+use cache::{AuthCache, TopicCache};
+pub use client::{Answer, FailureClass, Plugin, PluginStats};
+use decision::{Action, PluginVote, combine_auth, combine_topic};
+use events::{EventPipeline, Overflow, PipelineHooks, PipelineSettings};
+
+/// Control messages from plugins waiting for the broker to apply them. When full, further
+/// controls are dropped with a warning (a plugin can send them again).
+const CONTROL_QUEUE: usize = 1024;
+/// Backoff between `Describe` attempts while a plugin is down: from the first to the last value.
+const DESCRIBE_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
+
+/// Why the plugin manager could not be built or started.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The endpoint (or its TLS material) is unusable.
+    #[error("plugin `{alias}`: bad endpoint: {reason}")]
+    Endpoint {
+        /// The plugin's alias.
+        alias: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A mandatory plugin did not answer `Describe` before its startup timeout.
+    #[error("mandatory plugin `{alias}` did not answer Describe within {timeout:?}")]
+    MandatoryUnavailable {
+        /// The plugin's alias.
+        alias: String,
+        /// The startup timeout that passed.
+        timeout: Duration,
+    },
+}
+
+/// A control message a plugin sent on its event stream, tagged with the plugin's alias.
+#[derive(Debug)]
+pub struct ControlRequest {
+    /// Alias of the plugin that sent it.
+    pub alias: Arc<str>,
+    /// What it asks for.
+    pub control: pb::Control,
+}
+
+/// What a CONNECT is judged on.
+#[derive(Debug, Clone)]
+pub struct AuthQuery {
+    /// Client id (after assignment for an empty one).
+    pub client_id: ByteString,
+    /// User name, if given.
+    pub username: Option<ByteString>,
+    /// Password, if given.
+    pub password: Option<bytes::Bytes>,
+    /// The full request sent to authenticator plugins.
+    pub request: pb::AuthenticateRequest,
+}
+
+/// What a topic check is about.
+#[derive(Debug, Clone)]
+pub struct TopicQuery<'a> {
+    /// Client id of the client acting (the subscriber for RECEIVE).
+    pub client_id: &'a ByteString,
+    /// Its user name.
+    pub username: Option<&'a ByteString>,
+    /// Topic name (PUBLISH, RECEIVE) or topic filter (SUBSCRIBE).
+    pub topic: &'a ByteString,
+    /// The action.
+    pub action: Action,
+    /// QoS of the publication or the requested QoS of the subscription.
+    pub qos: u8,
+    /// Retain flag of the publication.
+    pub retain: bool,
+    /// Listener the client is connected to.
+    pub listener: &'a str,
+}
+
+/// All configured plugins and the chains that use them.
+#[derive(Debug)]
+pub struct PluginManager {
+    plugins: Vec<Arc<Plugin>>,
+    auth_chain: Vec<Arc<Plugin>>,
+    topic_chain: Vec<Arc<Plugin>>,
+    topic_check: bool,
+    allow_anonymous: Option<bool>,
+    auth_cache: AuthCache,
+    controls: mpsc::Sender<ControlRequest>,
+}
+
+impl PluginManager {
+    /// Builds every plugin's lazy channel and pipeline from `config`. Returns the manager and
+    /// the receiving end of the control queue, which the broker drains.
+    pub fn new(config: &Config) -> Result<(PluginManager, mpsc::Receiver<ControlRequest>), PluginError> {
+        let mut plugins = Vec::with_capacity(config.plugins.len());
+        for (index, (alias, plugin)) in config.plugins.iter().enumerate() {
+            let settings = PipelineSettings {
+                queue_size: plugin.queue_size,
+                overflow: match plugin.overflow {
+                    OverflowConfig::DropOldest => Overflow::DropOldest,
+                    OverflowConfig::DropNewest => Overflow::DropNewest,
+                },
+                max_batch: 256,
+                max_unacked: plugin.queue_size,
+            };
+            let pipeline = EventPipeline::new(Arc::from(alias.as_str()), settings);
+            let index = u16::try_from(index).unwrap_or(u16::MAX);
+            plugins.push(Arc::new(Plugin::new(index, alias, plugin.clone(), pipeline)?));
+        }
+        let chain = |aliases: &[String]| -> Vec<Arc<Plugin>> {
+            aliases
+                .iter()
+                .filter_map(|alias| plugins.iter().find(|p| &**p.alias() == alias.as_str()).cloned())
+                .collect()
+        };
+        let auth_chain = chain(&config.auth.plugins);
+        let topic_chain = chain(&config.topic_check.plugins);
+        let (controls, receiver) = mpsc::channel(CONTROL_QUEUE);
+        let manager = PluginManager {
+            topic_check: config.topic_check.enable && !topic_chain.is_empty(),
+            plugins,
+            auth_chain,
+            topic_chain,
+            allow_anonymous: config.auth.allow_anonymous,
+            auth_cache: AuthCache::default(),
+            controls,
+        };
+        Ok((manager, receiver))
+    }
+
+    /// Every plugin, in config order.
+    pub fn plugins(&self) -> &[Arc<Plugin>] {
+        &self.plugins
+    }
+
+    /// Starts one supervisor per plugin: `Describe` (with backoff, again after every lost
+    /// connection) and, once the plugin wants events, its event stream.
+    pub fn start(&self, tracker: &TaskTracker, shutdown: &CancellationToken) {
+        for plugin in &self.plugins {
+            tracker.spawn(supervise(plugin.clone(), self.controls.clone(), tracker.clone(), shutdown.clone()));
+        }
+    }
+
+    /// Waits until every `mandatory` plugin answered `Describe`, each within its
+    /// `startup-timeout`.
+    pub async fn wait_mandatory(&self) -> Result<(), PluginError> {
+        for plugin in self.plugins.iter().filter(|p| p.config().mandatory) {
+            let timeout = plugin.config().startup_timeout;
+            info!(alias = %plugin.alias(), ?timeout, "waiting for mandatory plugin");
+            if tokio::time::timeout(timeout, plugin.wait_described()).await.is_err() {
+                return Err(PluginError::MandatoryUnavailable {
+                    alias: plugin.alias().to_string(),
+                    timeout,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the authentication chain: `allow-anonymous` plus every authenticator plugin, all
+    /// asked concurrently, combined by [`combine_auth`]. `Err` carries the refusal reason.
+    pub async fn authenticate(&self, query: &AuthQuery) -> Result<(), String> {
+        let anonymous = crate::auth::anonymous_vote(
+            &crate::config::AuthConfig {
+                allow_anonymous: self.allow_anonymous,
+                plugins: Vec::new(),
+            },
+            query.username.as_deref(),
+        );
+        let asks = self.auth_chain.iter().map(|plugin| async move {
+            let key = self.auth_cache.key(
+                plugin.index(),
+                &query.client_id,
+                query.username.as_ref(),
+                query.password.as_deref(),
+            );
+            if let Some(vote) = self.auth_cache.get(&key) {
+                bump(&plugin.stats().cache_hits);
+                return vote;
+            }
+            let answer = plugin.authenticate(query.request.clone()).await;
+            if let Some(ttl) = answer.cache_for {
+                self.auth_cache.put(key, answer.vote.clone(), ttl);
+            }
+            answer.vote
+        });
+        let votes = join_all(asks).await;
+        combine_auth(std::iter::once(anonymous).chain(votes))
+    }
+
+    /// Whether topic checks are on (enabled with at least one plugin). When off, every check
+    /// allows and callers may skip building queries.
+    pub fn topic_check_enabled(&self) -> bool {
+        self.topic_check
+    }
+
+    /// Runs the topic-check chain for `query`, using and filling `cache` (the acting session's).
+    /// A cached DENY decides at once without asking the other plugins.
+    pub async fn check_topic(&self, cache: &TopicCache, query: &TopicQuery<'_>) -> bool {
+        if !self.topic_check {
+            return true;
+        }
+        let mut votes = Vec::with_capacity(self.topic_chain.len());
+        let mut missing = Vec::new();
+        for plugin in &self.topic_chain {
+            match cache.get(plugin.index(), query.action, query.topic) {
+                Some(PluginVote::Deny(_)) => {
+                    bump(&plugin.stats().cache_hits);
+                    return false;
+                }
+                Some(vote) => {
+                    bump(&plugin.stats().cache_hits);
+                    votes.push(vote);
+                }
+                None => missing.push(plugin),
+            }
+        }
+        if !missing.is_empty() {
+            let request = pb::CheckTopicRequest {
+                client_id: query.client_id.to_string(),
+                username: query.username.map(|u| u.to_string()),
+                topic: query.topic.to_string(),
+                action: query.action.to_pb() as i32,
+                qos: u32::from(query.qos),
+                retain: query.retain,
+                listener: query.listener.to_string(),
+            };
+            let answers = join_all(missing.iter().map(|p| p.check_topic(request.clone()))).await;
+            for (plugin, answer) in missing.iter().zip(answers) {
+                if let Some(ttl) = answer.cache_for {
+                    cache.put(plugin.index(), query.action, query.topic.clone(), answer.vote.clone(), ttl);
+                }
+                votes.push(answer.vote);
+            }
+        }
+        let allowed = combine_topic(votes);
+        if !allowed {
+            debug!(action = ?query.action, topic = %query.topic, "topic check denied");
+        }
+        allowed
+    }
+
+    /// Forgets cached authentication decisions for a client id and/or user name.
+    pub fn invalidate_auth(&self, client_id: Option<&str>, username: Option<&str>) {
+        self.auth_cache.invalidate(client_id, username);
+    }
+
+    /// Whether any plugin wants events of `kind` (one atomic load per plugin).
+    pub fn wants(&self, kind: pb::EventKind) -> bool {
+        self.plugins.iter().any(|p| p.pipeline().wants(kind))
+    }
+
+    /// Queues the event built by `body` for every plugin that wants `kind`. `body` runs only if
+    /// someone does. Never waits.
+    pub fn emit(&self, kind: pb::EventKind, body: impl FnOnce() -> pb::event::Body) {
+        let mut body = Some(body);
+        let mut built: Option<pb::event::Body> = None;
+        for plugin in self.plugins.iter().filter(|p| p.pipeline().wants(kind)) {
+            let event_body = match (&built, body.take()) {
+                (Some(b), _) => b.clone(),
+                (None, Some(make)) => built.insert(make()).clone(),
+                (None, None) => continue,
+            };
+            plugin.pipeline().push(emit::event(event_body));
+        }
+    }
+
+    /// Queues a message event for every plugin that wants `kind` on this topic, with or without
+    /// the payload as each asked. Never waits.
+    pub fn emit_message(
+        &self,
+        kind: pb::EventKind,
+        make: impl Fn(bool) -> pb::event::Body,
+        topic: &str,
+    ) {
+        for plugin in &self.plugins {
+            let pipeline = plugin.pipeline();
+            if pipeline.wants_message(kind, topic) {
+                pipeline.push(emit::event(make(pipeline.wants_payload())));
+            }
+        }
+    }
+
+    /// Sends a lifecycle event to every plugin that wants it and waits for their acks, each until
+    /// `deadline` (aMQTT awaits start and shutdown events).
+    pub async fn emit_and_wait(&self, kind: pb::EventKind, body: pb::event::Body, deadline: tokio::time::Instant) {
+        let waits = self
+            .plugins
+            .iter()
+            .filter(|p| p.pipeline().wants(kind))
+            .map(|p| {
+                let event = emit::event(body.clone());
+                async move {
+                    if !p.pipeline().push_and_wait(event, deadline).await {
+                        warn!(alias = %p.alias(), ?kind, "plugin did not acknowledge a lifecycle event in time");
+                    }
+                }
+            });
+        join_all(waits).await;
+    }
+
+    /// Waits until every pipeline sent and got acks for all it holds, or `deadline` passes.
+    pub async fn drain(&self, deadline: tokio::time::Instant) {
+        let drains = self.plugins.iter().map(|p| async move {
+            if !p.pipeline().drain(deadline).await {
+                warn!(alias = %p.alias(), "event queue not drained before the deadline");
+            }
+        });
+        join_all(drains).await;
+    }
+}
+
+fn bump(counter: &std::sync::atomic::AtomicU64) {
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The pb event kinds named in a plugin's `events` config.
+pub(crate) fn event_kinds(names: &[EventKindName]) -> Vec<pb::EventKind> {
+    names
+        .iter()
+        .flat_map(|name| match EventKindName::KINDS.iter().position(|k| k == name) {
+            // KINDS follows the proto's numbering, starting at 1.
+            Some(index) => i32::try_from(index + 1)
+                .ok()
+                .and_then(|n| pb::EventKind::try_from(n).ok())
+                .into_iter()
+                .collect::<Vec<_>>(),
+            None => pb::EventKind::ALL_BUT_PACKETS.to_vec(),
+        })
+        .collect()
+}
+
+/// One plugin's lifecycle: describe (with backoff) until it answers, start its event stream the
+/// first time it wants events, and describe again whenever a call saw the connection drop.
+async fn supervise(plugin: Arc<Plugin>, controls: mpsc::Sender<ControlRequest>, tracker: TaskTracker, shutdown: CancellationToken) {
+    let mut stream_started = false;
+    loop {
+        let mut backoff = DESCRIBE_BACKOFF.0;
+        let mut logged = false;
+        loop {
+            match plugin.describe(crate::sys_topics::VERSION).await {
+                Ok(()) => break,
+                Err(status) => {
+                    if logged {
+                        debug!(alias = %plugin.alias(), %status, "plugin still unavailable");
+                    } else {
+                        warn!(alias = %plugin.alias(), endpoint = %plugin.config().endpoint, %status, "plugin unavailable; retrying with backoff");
+                        logged = true;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(DESCRIBE_BACKOFF.1);
+        }
+        let wants_any = pb::EventKind::ALL_BUT_PACKETS
+            .iter()
+            .chain(&pb::EventKind::PACKET_KINDS)
+            .any(|kind| plugin.pipeline().wants(*kind));
+        if !stream_started && wants_any {
+            stream_started = true;
+            let hooks: Arc<dyn PipelineHooks> = Arc::new(Hooks {
+                plugin: plugin.clone(),
+                controls: controls.clone(),
+            });
+            tracker.spawn(plugin.pipeline().clone().run(plugin.channel(), hooks, shutdown.clone()));
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = plugin.connection_lost() => {}
+        }
+    }
+}
+
+/// What the event pipeline calls back into.
+#[derive(Debug)]
+struct Hooks {
+    plugin: Arc<Plugin>,
+    controls: mpsc::Sender<ControlRequest>,
+}
+
+impl PipelineHooks for Hooks {
+    fn on_connect(&self) -> futures_util::future::BoxFuture<'static, Result<(), tonic::Status>> {
+        let plugin = self.plugin.clone();
+        Box::pin(async move { plugin.describe(crate::sys_topics::VERSION).await })
+    }
+
+    fn on_control(&self, control: pb::Control) {
+        let request = ControlRequest {
+            alias: self.plugin.alias().clone(),
+            control,
+        };
+        if self.controls.try_send(request).is_err() {
+            warn!(alias = %self.plugin.alias(), "control queue full: control message dropped");
+        }
+    }
+}
