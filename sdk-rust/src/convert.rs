@@ -42,6 +42,20 @@ impl From<&Verdict> for pb::Verdict {
     }
 }
 
+impl TryFrom<pb::Verdict> for Verdict {
+    type Error = InvalidVerdict;
+
+    /// A `DENY` comes back with an empty reason (the reason travels in a separate field).
+    fn try_from(v: pb::Verdict) -> Result<Self, Self::Error> {
+        match v {
+            pb::Verdict::Allow => Ok(Verdict::Allow),
+            pb::Verdict::Deny => Ok(Verdict::Deny(String::new())),
+            pb::Verdict::Ignore => Ok(Verdict::Ignore),
+            pb::Verdict::Unspecified | pb::Verdict::Continue => Err(InvalidVerdict(v as i32)),
+        }
+    }
+}
+
 impl From<Grants> for pb::SessionGrants {
     fn from(g: Grants) -> Self {
         pb::SessionGrants {
@@ -121,13 +135,10 @@ impl From<AuthStep> for pb::AuthenticateResponse {
 pub struct InvalidVerdict(pub i32);
 
 fn decision(verdict: i32, reason: String, ttl_ms: i64) -> Result<Decision, InvalidVerdict> {
-    let verdict = match pb::Verdict::try_from(verdict) {
-        Ok(pb::Verdict::Allow) => Verdict::Allow,
-        Ok(pb::Verdict::Deny) => Verdict::Deny(reason),
-        Ok(pb::Verdict::Ignore) => Verdict::Ignore,
-        Ok(pb::Verdict::Unspecified | pb::Verdict::Continue) | Err(_) => {
-            return Err(InvalidVerdict(verdict));
-        }
+    let wire = pb::Verdict::try_from(verdict).map_err(|_| InvalidVerdict(verdict))?;
+    let verdict = match Verdict::try_from(wire)? {
+        Verdict::Deny(_) => Verdict::Deny(reason),
+        other => other,
     };
     Ok(Decision {
         verdict,
@@ -279,6 +290,18 @@ mod tests {
         let allow = Decision::allow().with_grants(Grants::default().publish(["a/#"]));
         let wire = pb::AuthenticateResponse::from(allow.clone());
         assert_eq!(AuthStep::try_from(wire), Ok(allow.into()));
+    }
+
+    #[test]
+    fn verdicts_convert_both_ways() {
+        for v in [
+            Verdict::Allow,
+            Verdict::Deny(String::new()),
+            Verdict::Ignore,
+        ] {
+            assert_eq!(Verdict::try_from(pb::Verdict::from(&v)), Ok(v));
+        }
+        assert!(Verdict::try_from(pb::Verdict::Continue).is_err());
     }
 
     #[test]

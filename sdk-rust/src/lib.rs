@@ -38,6 +38,7 @@
 //! }
 //! ```
 //!
+//! (the same code is `examples/only_alice.rs`: `cargo run -p midge-plugin --example only_alice`),
 //! and in the broker's config:
 //!
 //! ```yaml
