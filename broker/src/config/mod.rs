@@ -87,8 +87,9 @@ pub struct ListenerConfig {
     /// Socket address to bind, an IP and a port such as `0.0.0.0:1883` or `[::]:8883`.
     /// Required. Port `0` binds an ephemeral port (the bound address is logged).
     pub bind: SocketAddr,
-    /// Most connections open at once on this listener (`max-connections`); further clients
-    /// wait in the OS backlog. Default `10000`; `0` means unlimited.
+    /// Most connections open at once on this listener (`max-connections`). A connection
+    /// beyond it is accepted and closed at once, and counted as refused in the listener's
+    /// stats; it does not wait in the OS backlog. Default `10000`; `0` means unlimited.
     pub max_connections: usize,
     /// Time a new connection has for the TLS and WebSocket handshakes and its CONNECT packet
     /// together (`connect-timeout`). Default `10s`; must be longer than `0s`.
