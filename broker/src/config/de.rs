@@ -5,7 +5,15 @@
 //! here runs inside a visitor: a range check inside the integer's visitor points at the
 //! number, a cross-field check inside a mapping's `visit_map` points at that mapping, and a
 //! duplicate listener name points at the duplicate, not at the list.
+//!
+//! One check spans sections: every alias in `auth.plugins` and `topic-check.plugins` must be
+//! defined under `plugins`, which may come later in the file. [`super::load`] therefore first
+//! collects the defined aliases in a quick pass ([`AliasScan`]) and makes them known to the
+//! alias visitors for the real pass ([`with_defined_aliases`]), so that an undefined alias is
+//! reported where it is written. Deserializing a [`Config`] any other way still checks the
+//! aliases, once the whole mapping is read, and reports them at its start.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 use std::marker::PhantomData;
@@ -15,10 +23,161 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::value::MapAccessDeserializer;
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::{AuthConfig, Config, Limits, PluginConfig, TopicCheckConfig};
 use super::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, MAX_PACKET_SIZE, MIN_PACKET_SIZE};
-use super::{ListenerConfig, ListenerKind, TlsConfig, duration};
+use super::{ListenerConfig, ListenerKind, TlsConfig, duration, plugin};
+
+/// The whole configuration as written, before the check that its plugin aliases are defined.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+struct RawConfig {
+    #[serde(deserialize_with = "listeners")]
+    listeners: Vec<ListenerConfig>,
+    limits: Limits,
+    #[serde(deserialize_with = "duration::deserialize")]
+    sys_interval: Duration,
+    auth: AuthConfig,
+    topic_check: TopicCheckConfig,
+    #[serde(deserialize_with = "plugin::plugins")]
+    plugins: indexmap::IndexMap<String, PluginConfig>,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        let Config {
+            listeners,
+            limits,
+            sys_interval,
+            auth,
+            topic_check,
+            plugins,
+        } = Config::default();
+        Self {
+            listeners,
+            limits,
+            sys_interval,
+            auth,
+            topic_check,
+            plugins,
+        }
+    }
+}
+
+impl RawConfig {
+    /// Checks that every alias in `auth` and `topic-check` is defined under `plugins`.
+    ///
+    /// Through [`super::load`] the alias visitors have already reported an undefined alias
+    /// where it is written; this is the backstop for other ways of deserializing.
+    fn validate(self) -> Result<Config, String> {
+        let sections = [
+            ("auth", &self.auth.plugins),
+            ("topic-check", &self.topic_check.plugins),
+        ];
+        for (section, aliases) in sections {
+            if let Some(alias) = aliases.iter().find(|a| !self.plugins.contains_key(*a)) {
+                return Err(format!(
+                    "{section}.plugins: plugin alias `{alias}` is not defined under `plugins`"
+                ));
+            }
+        }
+        Ok(Config {
+            listeners: self.listeners,
+            limits: self.limits,
+            sys_interval: self.sys_interval,
+            auth: self.auth,
+            topic_check: self.topic_check,
+            plugins: self.plugins,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Config {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        checked_map(
+            deserializer,
+            "a mapping of configuration sections",
+            RawConfig::validate,
+        )
+    }
+}
+
+/// The first, lenient pass over a config file: only the aliases defined under `plugins`.
+/// Every other section is skipped unread; a malformed `plugins` section fails this pass, and
+/// the real pass then reports the problem.
+#[derive(Deserialize)]
+pub(super) struct AliasScan {
+    #[serde(default, deserialize_with = "alias_keys")]
+    plugins: HashSet<String>,
+}
+
+impl AliasScan {
+    /// The aliases defined under `plugins`.
+    pub(super) fn into_aliases(self) -> HashSet<String> {
+        self.plugins
+    }
+}
+
+/// Deserializes the keys of a mapping, skipping the values.
+fn alias_keys<'de, D: Deserializer<'de>>(deserializer: D) -> Result<HashSet<String>, D::Error> {
+    struct Keys;
+
+    impl<'de> Visitor<'de> for Keys {
+        type Value = HashSet<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a mapping")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut keys = HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<IgnoredAny>()?;
+                keys.insert(key);
+            }
+            Ok(keys)
+        }
+    }
+
+    deserializer.deserialize_map(Keys)
+}
+
+thread_local! {
+    /// The aliases defined under `plugins` of the file being read, when known in advance;
+    /// set only for the duration of [`with_defined_aliases`].
+    static DEFINED_ALIASES: RefCell<Option<HashSet<String>>> = const { RefCell::new(None) };
+}
+
+/// Runs `read` with `aliases` as the plugin aliases the alias visitors accept (`None`: not
+/// known, leave the check to the end of the mapping), then restores what was there before,
+/// even if `read` panics.
+pub(super) fn with_defined_aliases<T>(
+    aliases: Option<HashSet<String>>,
+    read: impl FnOnce() -> T,
+) -> T {
+    struct Restore(Option<HashSet<String>>);
+
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            DEFINED_ALIASES.with(|defined| *defined.borrow_mut() = previous);
+        }
+    }
+
+    let _restore = Restore(DEFINED_ALIASES.with(|defined| defined.replace(aliases)));
+    read()
+}
+
+/// Whether `alias` is defined under `plugins`; `None` when that is not known yet.
+fn is_defined(alias: &str) -> Option<bool> {
+    DEFINED_ALIASES.with(|defined| {
+        defined
+            .borrow()
+            .as_ref()
+            .map(|aliases| aliases.contains(alias))
+    })
+}
 
 /// A listener as written, before the checks that involve several of its fields.
 #[derive(Deserialize)]
@@ -129,7 +288,7 @@ impl<'de> Deserialize<'de> for TlsConfig {
 
 /// Deserializes a mapping into `Raw`, then checks it with `check`, whose error is reported at
 /// the mapping's position.
-fn checked_map<'de, D, Raw, T, F>(
+pub(super) fn checked_map<'de, D, Raw, T, F>(
     deserializer: D,
     expecting: &'static str,
     check: F,
@@ -242,9 +401,11 @@ fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr,
     deserializer.deserialize_str(Addr)
 }
 
-/// Deserializes a list of plugin aliases, each of which must be defined under `plugins`.
+/// Deserializes a list of plugin aliases, each listed once and defined under `plugins`.
 ///
-/// No `plugins` section exists yet, so every alias is undefined; the error points at it.
+/// Whether an alias is defined is checked here, pointing at the alias, when the defined
+/// aliases are known in advance (see [`with_defined_aliases`]); otherwise [`RawConfig`]
+/// checks it once the whole configuration is read.
 pub(super) fn plugin_aliases<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Vec<String>, D::Error> {
@@ -259,17 +420,18 @@ pub(super) fn plugin_aliases<'de, D: Deserializer<'de>>(
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
             let mut aliases = Vec::new();
-            while let Some(alias) = seq.next_element_seed(DefinedAlias)? {
+            while let Some(alias) = seq.next_element_seed(DefinedAlias(&aliases))? {
                 aliases.push(alias);
             }
             Ok(aliases)
         }
     }
 
-    /// One alias, checked inside its own visitor so that the error points at it.
-    struct DefinedAlias;
+    /// One alias, not among those listed before it; checked inside its own visitor so that
+    /// the error points at it.
+    struct DefinedAlias<'a>(&'a [String]);
 
-    impl<'de> DeserializeSeed<'de> for DefinedAlias {
+    impl<'de> DeserializeSeed<'de> for DefinedAlias<'_> {
         type Value = String;
 
         fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
@@ -277,7 +439,7 @@ pub(super) fn plugin_aliases<'de, D: Deserializer<'de>>(
         }
     }
 
-    impl Visitor<'_> for DefinedAlias {
+    impl Visitor<'_> for DefinedAlias<'_> {
         type Value = String;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -285,9 +447,17 @@ pub(super) fn plugin_aliases<'de, D: Deserializer<'de>>(
         }
 
         fn visit_str<E: de::Error>(self, alias: &str) -> Result<String, E> {
-            Err(E::custom(format_args!(
-                "plugin alias `{alias}` is not defined under `plugins`"
-            )))
+            if is_defined(alias) == Some(false) {
+                return Err(E::custom(format_args!(
+                    "plugin alias `{alias}` is not defined under `plugins`"
+                )));
+            }
+            if self.0.iter().any(|listed| listed == alias) {
+                return Err(E::custom(format_args!(
+                    "plugin alias `{alias}` is listed twice"
+                )));
+            }
+            Ok(alias.to_owned())
         }
     }
 
@@ -316,7 +486,7 @@ pub(super) fn max_queued_messages<'de, D: Deserializer<'de>>(
 }
 
 /// Deserializes an integer in `min..=max` (no upper bound but the type's when `max` is None).
-fn bounded<'de, D, T>(deserializer: D, min: u64, max: Option<u64>) -> Result<T, D::Error>
+pub(super) fn bounded<'de, D, T>(deserializer: D, min: u64, max: Option<u64>) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: TryFrom<u64>,

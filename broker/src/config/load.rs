@@ -6,7 +6,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::Config;
+use super::{Config, de};
 
 /// Why a config file could not be used, and where in it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,8 +72,16 @@ pub fn from_yaml(text: &str, origin: &str) -> Result<Config, ConfigError> {
     parse(text, Path::new(origin))
 }
 
+/// Reads `text` in two passes: a lenient one that only collects the plugin aliases defined
+/// under `plugins`, so that the real one can report an alias used in `auth` or `topic-check`
+/// but not defined at the line where it is used, even when `plugins` comes later in the file.
+/// If the first pass fails, the second reports the problem (or, should it somehow succeed,
+/// still checks the aliases, reporting at the top of the file).
 fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    serde_yaml::from_str(text).map_err(|err| {
+    let defined = serde_yaml::from_str::<de::AliasScan>(text)
+        .ok()
+        .map(de::AliasScan::into_aliases);
+    de::with_defined_aliases(defined, || serde_yaml::from_str(text)).map_err(|err| {
         let message = err.to_string();
         let (line, column, reason) = match err.location() {
             Some(at) => {

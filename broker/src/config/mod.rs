@@ -6,11 +6,13 @@
 //! unit (`250ms`, `5s`, `1m30s`); unknown keys are errors.
 //!
 //! [`load`] and [`from_yaml`] validate everything while reading, so each problem, from a typo
-//! to a `tls` listener without certificates, is reported as `file:line:column: reason`.
+//! to a `tls` listener without certificates or an undefined plugin alias, is reported as
+//! `file:line:column: reason`.
 
 mod de;
 mod duration;
 mod load;
+mod plugin;
 #[cfg(test)]
 mod tests;
 
@@ -18,9 +20,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use indexmap::IndexMap;
 use serde::Deserialize;
 
 pub use load::{ConfigError, from_yaml, load};
+pub use plugin::{
+    BreakerConfig, EventKindName, Fallback, FallbackConfig, Overflow, PluginConfig, PluginTlsConfig,
+};
 
 /// The embedded default configuration file, with a comment on every key.
 ///
@@ -37,23 +43,28 @@ const MIN_PACKET_SIZE: u32 = 64;
 const MAX_PACKET_SIZE: u32 = 268_435_460;
 
 /// The whole broker configuration.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+///
+/// Its `Deserialize` implementation checks everything, including that every alias used in
+/// `auth` and `topic-check` is defined under `plugins`; prefer [`load`] and [`from_yaml`],
+/// which also report an undefined alias at its own line rather than at the top of the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Where the broker accepts MQTT connections: at least one listener, names unique.
     /// Default: one `tcp` listener named `default` on `0.0.0.0:1883`.
-    #[serde(deserialize_with = "de::listeners")]
     pub listeners: Vec<ListenerConfig>,
     /// Protocol and queueing limits, shared by all listeners. Default: see [`Limits`].
     pub limits: Limits,
     /// How often the broker publishes its `$SYS` topics (`sys-interval`). Default `10s`;
     /// `0s` disables `$SYS` publishing.
-    #[serde(deserialize_with = "duration::deserialize")]
     pub sys_interval: Duration,
     /// Who may connect. Default (section absent): `{allow-anonymous: true}`.
     pub auth: AuthConfig,
     /// Who may publish and subscribe to what (`topic-check`). Default: disabled.
     pub topic_check: TopicCheckConfig,
+    /// The gRPC plugins, by alias, in the order of the file (an [`IndexMap`]: look one up
+    /// with `plugins.get(alias)`, walk them in file order with `plugins.iter()`). Aliases are
+    /// unique, non-empty, and made of ASCII letters, digits, `-` and `_`. Default: none.
+    pub plugins: IndexMap<String, PluginConfig>,
 }
 
 impl Default for Config {
@@ -70,6 +81,7 @@ impl Default for Config {
                 plugins: Vec::new(),
             },
             topic_check: TopicCheckConfig::default(),
+            plugins: IndexMap::new(),
         }
     }
 }
@@ -224,8 +236,8 @@ pub struct AuthConfig {
     /// allows clients with a username and denies the others. Default within an `auth`
     /// section: absent, no vote. (Leaving out the whole `auth` section gives `true`.)
     pub allow_anonymous: Option<bool>,
-    /// Aliases of the authentication plugins to ask, each defined under `plugins`.
-    /// Default: none.
+    /// Aliases of the authentication plugins to ask, in this order, each defined under
+    /// `plugins` and listed once. Default: none.
     #[serde(deserialize_with = "de::plugin_aliases")]
     pub plugins: Vec<String>,
 }
@@ -237,8 +249,8 @@ pub struct AuthConfig {
 pub struct TopicCheckConfig {
     /// Whether topics are checked at all. Default `false`: everything is allowed.
     pub enable: bool,
-    /// Aliases of the topic-check plugins to ask, each defined under `plugins`. Default:
-    /// none, which allows everything even when enabled.
+    /// Aliases of the topic-check plugins to ask, in this order, each defined under
+    /// `plugins` and listed once. Default: none, which allows everything even when enabled.
     #[serde(deserialize_with = "de::plugin_aliases")]
     pub plugins: Vec<String>,
 }

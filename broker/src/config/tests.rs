@@ -116,6 +116,7 @@ topic-check:
             enable: true,
             plugins: vec![],
         },
+        plugins: IndexMap::new(),
     };
     assert_eq!(from_yaml(text, "full.yaml"), Ok(expected));
 }
@@ -179,6 +180,77 @@ fn every_error_names_its_line_column_and_reason() {
          "auth.plugins[0]: plugin alias `passwords` is not defined under `plugins`"),
         ("topic-check:\n  enable: true\n  plugins: [acl]\n", 8, 13,
          "topic-check.plugins[0]: plugin alias `acl` is not defined"),
+        // ... whether `plugins` comes after the alias is used or before.
+        ("auth:\n  plugins: [a, b]\nplugins:\n  a:\n    endpoint: http://h:1\n", 7, 16,
+         "auth.plugins[1]: plugin alias `b` is not defined under `plugins`"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\ntopic-check:\n  plugins:\n    - a\n    - c\n", 12, 7,
+         "topic-check.plugins[1]: plugin alias `c` is not defined under `plugins`"),
+        ("plugins:\n  a: {endpoint: 'http://h:1'}\nauth:\n  plugins: [a, a]\n", 9, 16,
+         "auth.plugins[1]: plugin alias `a` is listed twice"),
+        // Plugin aliases.
+        ("plugins:\n  a:\n    endpoint: http://h:1\n  a:\n    endpoint: http://h:2\n", 9, 3,
+         "duplicate plugin alias `a`"),
+        ("plugins:\n  my plugin:\n    endpoint: http://h:1\n", 7, 3,
+         "plugin alias `my plugin` may contain only letters, digits, `-` and `_`"),
+        ("plugins:\n  '': {endpoint: 'http://h:1'}\n", 7, 3, "a plugin alias must not be empty"),
+        ("plugins: [a]\n", 6, 10, "expected a mapping from plugin aliases to plugins"),
+        ("plugins:\n  a: http://h:1\n", 7, 6, "plugins.a: invalid type: string \"http://h:1\", expected a plugin mapping"),
+        // Plugins.
+        ("plugins:\n  a:\n    timeout: 1s\n", 8, 5, "plugins.a: missing field `endpoint`"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    colour: blue\n", 9, 5, "unknown field `colour`"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    timeout: 0s\n", 9, 14,
+         "plugins.a.timeout: must be longer than 0s"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    timeout: 250\n", 9, 14, "`250` has no unit"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    startup-timeout: 0s\n", 9, 22,
+         "plugins.a.startup-timeout: must be longer than 0s"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    events: [client_connected, client_exploded]\n", 9, 32,
+         "plugins.a.events[1]: unknown event kind `client_exploded`, expected `all` or one of `broker_pre_start`"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    events: [client-connected]\n", 9, 14,
+         "unknown event kind `client-connected`: write `client_connected`"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    events: [EVENT_KIND_PACKET_SENT]\n", 9, 14,
+         "unknown event kind `EVENT_KIND_PACKET_SENT`: write `packet_sent`"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    topics: [a/b, 'a/#/b']\n", 9, 19,
+         "plugins.a.topics[1]: `a/#/b` is not a valid MQTT topic filter"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    topics: ['a+']\n", 9, 14, "`a+` is not a valid MQTT topic filter"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    topics: []\n", 9, 13,
+         "`topics` needs at least one topic filter"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    payload: sometimes\n", 9, 14, "expected a boolean"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    queue-size: 0\n", 9, 17,
+         "plugins.a.queue-size: must be at least 1, got 0"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    overflow: drop-all\n", 9, 15,
+         "expected `drop-oldest` or `drop-newest`"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    mandatory: 1\n", 9, 16, "expected a boolean"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    fallback:\n      on-timeout: maybe\n", 10, 19,
+         "plugins.a.fallback.on-timeout: unknown variant `maybe`, expected one of `allow`, `deny`, `ignore`"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    fallback: {on-crash: allow}\n", 9, 16,
+         "unknown field `on-crash`, expected one of `on-timeout`, `on-error`, `on-unavailable`"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    breaker:\n      failures: 0\n", 10, 17,
+         "plugins.a.breaker.failures: must be between 1 and 4294967295, got 0"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    breaker:\n      cool-down: 0s\n", 10, 18,
+         "plugins.a.breaker.cool-down: must be longer than 0s"),
+        // Plugin TLS.
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    tls:\n      ca: ca.pem\n", 8, 5,
+         "plugins.a: a `tls` section needs an `https://` endpoint, not `http://h:1`"),
+        ("plugins:\n  a:\n    endpoint: https://h:1\n", 8, 5,
+         "endpoint `https://h:1` needs `tls.ca`, the CAs to verify the plugin's certificate against"),
+        ("plugins:\n  a:\n    endpoint: https://h:1\n    tls:\n      cert: c.pem\n      key: k.pem\n", 8, 5,
+         "needs `tls.ca`"),
+        ("plugins:\n  a:\n    endpoint: https://h:1\n    tls:\n      ca: ca.pem\n      cert: c.pem\n", 10, 7,
+         "plugins.a.tls: `cert` needs `key`"),
+        ("plugins:\n  a:\n    endpoint: https://h:1\n    tls:\n      ca: ca.pem\n      key: k.pem\n", 10, 7,
+         "plugins.a.tls: `key` needs `cert`"),
+        ("plugins:\n  a:\n    endpoint: https://h:1\n    tls:\n      ca: ''\n", 10, 7, "`ca` must not be empty"),
+        ("plugins:\n  a:\n    endpoint: https://h:1\n    tls:\n      ca: ca.pem\n      crt: c.pem\n", 11, 7,
+         "unknown field `crt`, expected one of `ca`, `cert`, `key`"),
+        // Plugin config.
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    config: [1, 2]\n", 9, 13,
+         "plugins.a.config: invalid type: sequence, expected a mapping of the plugin's own settings"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    config: text\n", 9, 13, "invalid type: string \"text\""),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    config: 5\n", 9, 13, "invalid type: integer `5`"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    config:\n      k: 1\n      k: 2\n", 11, 7,
+         "plugins.a.config: duplicate key `k`"),
+        ("plugins:\n  a:\n    endpoint: http://h:1\n    config:\n      deep: {list: [1, .nan]}\n", 10, 24,
+         "`NaN` cannot be sent to a plugin: numbers must be finite"),
     ];
     for &(tail, line, column, reason) in cases {
         let text = format!("{HEAD}{tail}");
@@ -256,6 +328,328 @@ fn load_reads_a_file_and_reports_its_path() {
     assert!(
         err.to_string()
             .starts_with("/nonexistent/midge.yaml: cannot read config file: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn endpoints_are_checked_where_they_are_written() {
+    for good in [
+        "http://127.0.0.1:50051",
+        "https://plugins.internal:443",
+        "http://[::1]:1",
+        "http://auth_plugin:65535",
+        "http://localhost:8080",
+    ] {
+        let tls = if good.starts_with("https") {
+            "    tls: {ca: ca.pem}\n"
+        } else {
+            ""
+        };
+        let text = format!("plugins:\n  a:\n    endpoint: '{good}'\n{tls}");
+        let config = from_yaml(&text, "midge.yaml").unwrap_or_else(|err| panic!("{good}: {err}"));
+        assert_eq!(config.plugins["a"].endpoint, good);
+    }
+    #[rustfmt::skip]
+    let bad = [
+        ("localhost:50051", "endpoint `localhost:50051` has no scheme: expected `http://host:port` or `https://host:port`"),
+        ("grpc://h:1", "endpoint `grpc://h:1` has scheme `grpc`: use `http` or `https`"),
+        ("HTTP://h:1", "has scheme `HTTP`"),
+        ("http://h", "endpoint `http://h` has no port: write it as in `http://host:50051`"),
+        ("http://h:", "has no port"),
+        ("http://h:0", "port `0` is not a number from 1 to 65535"),
+        ("http://h:65536", "port `65536` is not a number from 1 to 65535"),
+        ("http://h:+80", "port `+80` is not a number"),
+        ("http://:1", "endpoint `http://:1` has no host"),
+        ("http://h:1/", "has a path `/`"),
+        ("http://h:1/v1/auth", "has a path `/v1/auth`"),
+        ("http://user@h:1", "has user information"),
+        ("http://::1:5", "write an IPv6 address in brackets, as in `http://[::1]:50051`"),
+        ("http://[::1:5", "has no `]` after its IPv6 address"),
+        ("http://[zz]:5", "`zz` is not an IPv6 address"),
+        ("http://a b:1", "`a b` is not a host name or IP address"),
+        ("http://a..b:1", "`a..b` is not a host name"),
+        ("", "has no scheme"),
+    ];
+    for (endpoint, reason) in bad {
+        let text = format!("plugins:\n  a:\n    endpoint: '{endpoint}'\n");
+        let err = from_yaml(&text, "midge.yaml").expect_err(endpoint);
+        assert_eq!(
+            (err.line, err.column),
+            (Some(3), Some(15)),
+            "{endpoint}: {err}"
+        );
+        assert!(err.reason.starts_with("plugins.a.endpoint: "), "{err}");
+        assert!(err.reason.contains(reason), "{endpoint}: {err}");
+    }
+}
+
+#[test]
+fn two_plugins_wired_into_auth_and_topic_check() {
+    // `auth` and `topic-check` name the plugins before they are defined; `plugins` keeps the
+    // order of the file, which is not alphabetical here.
+    let text = "\
+auth:
+  allow-anonymous: false
+  plugins: [passwords]
+topic-check:
+  enable: true
+  plugins: [passwords, acl]
+plugins:
+  passwords:
+    endpoint: http://127.0.0.1:50051
+    config:
+      file: /etc/midge/passwords
+      rounds: 12
+      ratio: 0.5
+      hashes: [bcrypt, argon2]
+      fallback: ~
+      nested: {enabled: true}
+  acl:
+    endpoint: https://acl.internal:50052
+    timeout: 1s
+    fallback:
+      on-timeout: allow
+      on-unavailable: ignore
+    events: [all, packet_received]
+    topics: ['sensors/#', '+/status']
+    payload: false
+    queue-size: 5
+    overflow: drop-newest
+    mandatory: true
+    startup-timeout: 30s
+    breaker:
+      failures: 3
+      cool-down: 1m
+    tls:
+      ca: certs/ca.pem
+      cert: certs/midge.pem
+      key: certs/midge.key
+";
+    let config = from_yaml(text, "plugins.yaml").expect("valid");
+    assert_eq!(
+        config.auth,
+        AuthConfig {
+            allow_anonymous: Some(false),
+            plugins: vec!["passwords".into()],
+        }
+    );
+    assert_eq!(
+        config.topic_check,
+        TopicCheckConfig {
+            enable: true,
+            plugins: vec!["passwords".into(), "acl".into()],
+        }
+    );
+    let aliases: Vec<&str> = config.plugins.keys().map(String::as_str).collect();
+    assert_eq!(aliases, ["passwords", "acl"], "file order kept");
+
+    let passwords = PluginConfig {
+        config: serde_json::json!({
+            "file": "/etc/midge/passwords",
+            "rounds": 12,
+            "ratio": 0.5,
+            "hashes": ["bcrypt", "argon2"],
+            "fallback": null,
+            "nested": {"enabled": true},
+        }),
+        ..PluginConfig::new("http://127.0.0.1:50051")
+    };
+    assert_eq!(config.plugins.get("passwords"), Some(&passwords));
+    assert_eq!(passwords.timeout, Duration::from_millis(250));
+    assert_eq!(passwords.fallback.on_error, Fallback::Deny);
+    assert_eq!(passwords.queue_size, 10_000);
+    assert_eq!(passwords.overflow, Overflow::DropOldest);
+    assert_eq!(passwords.startup_timeout, Duration::from_secs(10));
+    assert_eq!(
+        passwords.breaker,
+        BreakerConfig {
+            failures: 5,
+            cool_down: Duration::from_secs(5),
+        }
+    );
+    assert!(!passwords.is_https());
+    assert_eq!(passwords.event_kinds(), None);
+
+    let acl = PluginConfig {
+        endpoint: "https://acl.internal:50052".into(),
+        timeout: Duration::from_secs(1),
+        fallback: FallbackConfig {
+            on_timeout: Fallback::Allow,
+            on_error: Fallback::Deny,
+            on_unavailable: Fallback::Ignore,
+        },
+        events: Some(vec![EventKindName::All, EventKindName::PacketReceived]),
+        topics: Some(vec!["sensors/#".into(), "+/status".into()]),
+        payload: Some(false),
+        queue_size: 5,
+        overflow: Overflow::DropNewest,
+        mandatory: true,
+        startup_timeout: Duration::from_secs(30),
+        breaker: BreakerConfig {
+            failures: 3,
+            cool_down: Duration::from_secs(60),
+        },
+        tls: Some(PluginTlsConfig {
+            ca: Some(PathBuf::from("certs/ca.pem")),
+            cert: Some(PathBuf::from("certs/midge.pem")),
+            key: Some(PathBuf::from("certs/midge.key")),
+        }),
+        config: serde_json::json!({}),
+    };
+    assert_eq!(config.plugins.get("acl"), Some(&acl));
+    assert!(acl.is_https());
+    let mut expected_kinds = EventKindName::KINDS.to_vec();
+    expected_kinds.retain(|kind| *kind != EventKindName::PacketSent);
+    assert_eq!(acl.event_kinds(), Some(expected_kinds));
+
+    // Everything else keeps its default.
+    assert_eq!(config.listeners, Config::default().listeners);
+    assert_eq!(config.limits, Limits::default());
+}
+
+#[test]
+fn the_commented_plugins_example_of_the_default_file_parses() {
+    // The block from `# plugins:` up to the live `plugins: {}` line, uncommented.
+    let example: String = DEFAULT_YAML
+        .lines()
+        .skip_while(|line| *line != "# plugins:")
+        .take_while(|line| line.starts_with('#'))
+        .map(|line| format!("{}\n", line.strip_prefix("# ").unwrap_or("")))
+        .collect();
+    assert!(example.starts_with("plugins:\n  passwords:\n"), "{example}");
+    let text = format!(
+        "{example}auth:\n  plugins: [passwords]\ntopic-check:\n  enable: true\n  plugins: [acl]\n"
+    );
+    let config = from_yaml(&text, "example.yaml").unwrap_or_else(|err| panic!("{err}\n{text}"));
+    let aliases: Vec<&str> = config.plugins.keys().map(String::as_str).collect();
+    assert_eq!(aliases, ["passwords", "acl"]);
+
+    // The values the comments call defaults are the defaults.
+    let passwords = &config.plugins["passwords"];
+    assert_eq!(
+        passwords,
+        &PluginConfig {
+            events: Some(vec![
+                EventKindName::ClientConnected,
+                EventKindName::ClientDisconnected
+            ]),
+            topics: Some(vec!["sensors/#".into()]),
+            payload: Some(true),
+            config: serde_json::json!({"file": "/etc/midge/passwords"}),
+            ..PluginConfig::new("http://127.0.0.1:50051")
+        }
+    );
+    assert_eq!(
+        config.plugins["acl"],
+        PluginConfig {
+            tls: Some(PluginTlsConfig {
+                ca: Some(PathBuf::from("/etc/midge/plugins-ca.pem")),
+                cert: Some(PathBuf::from("/etc/midge/midge.crt")),
+                key: Some(PathBuf::from("/etc/midge/midge.key")),
+            }),
+            ..PluginConfig::new("https://acl.internal:50052")
+        }
+    );
+}
+
+#[test]
+fn plugins_section_forms() {
+    for text in ["plugins:\n", "plugins: {}\n"] {
+        let config = from_yaml(text, "t.yaml").expect(text);
+        assert!(config.plugins.is_empty(), "{text:?}");
+    }
+    // `config` left empty or null is an empty object, like leaving it out.
+    for config in ["", "    config:\n", "    config: ~\n", "    config: {}\n"] {
+        let text = format!("plugins:\n  a:\n    endpoint: http://h:1\n{config}");
+        let parsed = from_yaml(&text, "t.yaml").expect(config);
+        assert_eq!(
+            parsed.plugins["a"],
+            PluginConfig::new("http://h:1"),
+            "{config:?}"
+        );
+    }
+    // Absent or null `events`, `topics` and `payload` are `None`; `events: []` is no events.
+    let text = "plugins:\n  a:\n    endpoint: http://h:1\n    events: ~\n    topics: ~\n    payload: ~\n  b:\n    endpoint: http://h:2\n    events: []\n";
+    let config = from_yaml(text, "t.yaml").expect("valid");
+    assert_eq!(config.plugins["a"], PluginConfig::new("http://h:1"));
+    assert_eq!(config.plugins["b"].events, Some(vec![]));
+    assert_eq!(config.plugins["b"].event_kinds(), Some(vec![]));
+    // Alias characters.
+    let text = "plugins:\n  Auth_DB-2:\n    endpoint: http://h:1\nauth:\n  plugins: [Auth_DB-2]\n";
+    let config = from_yaml(text, "t.yaml").expect("valid");
+    assert_eq!(config.auth.plugins, ["Auth_DB-2"]);
+}
+
+#[test]
+fn event_kind_names_match_the_proto() {
+    let names: Vec<&str> = EventKindName::KINDS.iter().map(|k| k.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "broker_pre_start",
+            "broker_post_start",
+            "broker_pre_shutdown",
+            "broker_post_shutdown",
+            "client_connected",
+            "client_disconnected",
+            "client_subscribed",
+            "client_unsubscribed",
+            "message_received",
+            "message_broadcast",
+            "retained_stored",
+            "retained_cleared",
+            "packet_received",
+            "packet_sent",
+        ]
+    );
+    for (index, kind) in EventKindName::KINDS.into_iter().enumerate() {
+        assert_eq!(EventKindName::from_name(kind.as_str()), Some(kind));
+        assert_eq!(kind.proto_number(), i32::try_from(index + 1).ok());
+        assert_eq!(kind.expand(), [kind]);
+        assert_eq!(kind.to_string(), kind.as_str());
+    }
+    assert_eq!(EventKindName::from_name("all"), Some(EventKindName::All));
+    assert_eq!(EventKindName::All.proto_number(), None);
+    let all = EventKindName::All.expand();
+    assert_eq!(all.len(), 12);
+    assert!(all.iter().all(|kind| !kind.is_packet()));
+    assert!(EventKindName::PacketReceived.is_packet() && EventKindName::PacketSent.is_packet());
+}
+
+#[test]
+fn deserializing_a_config_directly_still_checks_aliases() {
+    // Without `load`/`from_yaml` the aliases are checked once the whole file is read, so a
+    // forward reference works and an undefined alias is reported at the top of the mapping.
+    let ok = "auth:\n  plugins: [a]\nplugins:\n  a: {endpoint: 'http://h:1'}\n";
+    let config: Config = serde_yaml::from_str(ok).expect("forward reference");
+    assert_eq!(config.auth.plugins, ["a"]);
+
+    let bad = "sys-interval: 1s\ntopic-check:\n  plugins: [a, b]\nplugins:\n  a: {endpoint: 'http://h:1'}\n";
+    let err = serde_yaml::from_str::<Config>(bad).expect_err("undefined alias");
+    assert_eq!(
+        err.to_string(),
+        "topic-check.plugins: plugin alias `b` is not defined under `plugins`"
+    );
+    let at = err.location().expect("a position");
+    assert_eq!((at.line(), at.column()), (1, 1));
+    // `from_yaml` points at the alias itself.
+    let err = from_yaml(bad, "t.yaml").expect_err("undefined alias");
+    assert_eq!(
+        err.to_string(),
+        "t.yaml:3:16: topic-check.plugins[1]: plugin alias `b` is not defined under `plugins`"
+    );
+}
+
+#[test]
+fn a_malformed_plugins_section_is_reported_in_file_order() {
+    // The alias scan fails on this file; the real pass reports the first problem.
+    let text = "auth:\n  plugins: [a]\nplugins: 5\n";
+    let err = from_yaml(text, "t.yaml").expect_err("plugins not a mapping");
+    assert_eq!((err.line, err.column), (Some(3), Some(10)), "{err}");
+    assert!(
+        err.reason
+            .contains("expected a mapping from plugin aliases"),
         "{err}"
     );
 }
