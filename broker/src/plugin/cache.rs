@@ -6,7 +6,7 @@
 //! the credentials.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::time::Duration;
 
 use bytestring::ByteString;
@@ -20,10 +20,13 @@ const TOPIC_CACHE_CAPACITY: usize = 4096;
 /// Entries kept in the broker-wide authentication cache.
 const AUTH_CACHE_CAPACITY: usize = 65_536;
 
+/// A cached vote and when it expires.
+type Entry = (PluginVote, Instant);
+
 /// Cached topic verdicts of one session, keyed by (plugin index, action, topic).
 #[derive(Debug, Default)]
 pub struct TopicCache {
-    entries: Mutex<HashMap<(u16, Action, ByteString), (PluginVote, Instant)>>,
+    entries: Mutex<HashMap<(u16, Action, ByteString), Entry>>,
 }
 
 impl TopicCache {
@@ -76,7 +79,7 @@ pub struct AuthKey {
 /// Broker-wide cache of authentication verdicts.
 #[derive(Debug)]
 pub struct AuthCache {
-    entries: Mutex<HashMap<AuthKey, (PluginVote, Instant)>>,
+    entries: Mutex<HashMap<AuthKey, Entry>>,
     /// Random per process, so password hashes cannot be precomputed.
     hasher: std::collections::hash_map::RandomState,
 }
@@ -93,13 +96,11 @@ impl Default for AuthCache {
 impl AuthCache {
     /// The key for these credentials.
     pub fn key(&self, plugin: u16, client_id: &ByteString, username: Option<&ByteString>, password: Option<&[u8]>) -> AuthKey {
-        let mut hasher = self.hasher.build_hasher();
-        password.hash(&mut hasher);
         AuthKey {
             plugin,
             client_id: client_id.clone(),
             username: username.cloned(),
-            password_hash: hasher.finish(),
+            password_hash: self.hasher.hash_one(password),
         }
     }
 

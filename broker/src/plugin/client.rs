@@ -105,6 +105,11 @@ impl Plugin {
                 .tls_config(super::tls::client_config(tls).map_err(bad)?)
                 .map_err(|e| bad(e.to_string()))?;
         }
+        // With `events` in the config the interest is known before the plugin is reached, so
+        // events (the start events included) queue for it while it is still down.
+        if let Some(kinds) = super::configured_kinds(&config) {
+            pipeline.set_interest(kinds, config.topics.clone().unwrap_or_default(), config.payload.unwrap_or(true));
+        }
         Ok(Plugin {
             index,
             alias: Arc::from(alias),
@@ -201,10 +206,7 @@ impl Plugin {
             Ok(Err(status)) if status.code() == Code::Unimplemented => pb::DescribeResponse::default(),
             Ok(Err(status)) => return Err(status),
         };
-        let kinds = match &self.config.events {
-            Some(names) => super::event_kinds(names),
-            None => response.events().collect(),
-        };
+        let kinds = super::configured_kinds(&self.config).unwrap_or_else(|| response.events().collect());
         let topics = self.config.topics.clone().unwrap_or_else(|| response.topic_filters.clone());
         let payload = self.config.payload.unwrap_or(!response.omit_payload);
         self.pipeline.set_interest(kinds, topics, payload);

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, EventKindName, Overflow as OverflowConfig};
+use crate::config::{Config, Overflow as OverflowConfig};
 use cache::{AuthCache, TopicCache};
 pub use client::{Answer, FailureClass, Plugin, PluginStats};
 use decision::{Action, PluginVote, combine_auth, combine_topic};
@@ -308,21 +308,23 @@ impl PluginManager {
         }
     }
 
-    /// Sends a lifecycle event to every plugin that wants it and waits for their acks, each until
-    /// `deadline` (aMQTT awaits start and shutdown events).
+    /// Sends a lifecycle event to every plugin that wants it and waits, until `deadline`, for the
+    /// acks of those that are connected (aMQTT awaits start and shutdown events). A plugin that
+    /// is down gets the event queued for when it returns, without holding up the broker.
     pub async fn emit_and_wait(&self, kind: pb::EventKind, body: pb::event::Body, deadline: tokio::time::Instant) {
-        let waits = self
-            .plugins
-            .iter()
-            .filter(|p| p.pipeline().wants(kind))
-            .map(|p| {
-                let event = emit::event(body.clone());
-                async move {
-                    if !p.pipeline().push_and_wait(event, deadline).await {
-                        warn!(alias = %p.alias(), ?kind, "plugin did not acknowledge a lifecycle event in time");
-                    }
+        let mut waits = Vec::new();
+        for plugin in self.plugins.iter().filter(|p| p.pipeline().wants(kind)) {
+            let event = emit::event(body.clone());
+            if !plugin.is_described() {
+                plugin.pipeline().push(event);
+                continue;
+            }
+            waits.push(async move {
+                if !plugin.pipeline().push_and_wait(event, deadline).await {
+                    warn!(alias = %plugin.alias(), ?kind, "plugin did not acknowledge a lifecycle event in time");
                 }
             });
+        }
         join_all(waits).await;
     }
 
@@ -341,20 +343,16 @@ fn bump(counter: &std::sync::atomic::AtomicU64) {
     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// The pb event kinds named in a plugin's `events` config.
-pub(crate) fn event_kinds(names: &[EventKindName]) -> Vec<pb::EventKind> {
-    names
-        .iter()
-        .flat_map(|name| match EventKindName::KINDS.iter().position(|k| k == name) {
-            // KINDS follows the proto's numbering, starting at 1.
-            Some(index) => i32::try_from(index + 1)
-                .ok()
-                .and_then(|n| pb::EventKind::try_from(n).ok())
-                .into_iter()
-                .collect::<Vec<_>>(),
-            None => pb::EventKind::ALL_BUT_PACKETS.to_vec(),
-        })
-        .collect()
+/// The pb event kinds a plugin's `events` config names (`all` expanded), if it names any.
+pub(crate) fn configured_kinds(config: &crate::config::PluginConfig) -> Option<Vec<pb::EventKind>> {
+    let names = config.event_kinds()?;
+    Some(
+        names
+            .iter()
+            .filter_map(|name| name.proto_number())
+            .filter_map(|number| pb::EventKind::try_from(number).ok())
+            .collect(),
+    )
 }
 
 /// One plugin's lifecycle: describe (with backoff) until it answers, start its event stream the
