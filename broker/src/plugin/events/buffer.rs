@@ -1,0 +1,359 @@
+//! The pipeline's state behind its mutex: the bounded queue of events not yet taken for the
+//! stream, the window of sequenced events not yet acked, the cursors of the current connection
+//! and the counters. Pure bookkeeping: no I/O, no waiting, so every rule is unit-tested here.
+
+use std::collections::VecDeque;
+
+use midge_proto::plugin::v1 as pb;
+
+use super::{Overflow, PipelineSettings, PipelineStats};
+
+/// One event on its way: queued (`seq == 0`) or in the un-acked window.
+#[derive(Debug)]
+struct Entry {
+    /// Order of arrival (1, 2, ...), given to every event that entered the queue. Queue and
+    /// window are both sorted by it, so "everything up to ticket T is settled" is a look at
+    /// the oldest entry left.
+    ticket: u64,
+    /// Pushed with `push_and_wait`: never dropped on overflow, never displaced by others.
+    awaited: bool,
+    /// The event; its `sequence` is set when it moves into the window.
+    event: pb::Event,
+}
+
+/// What `Buffer::push` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Pushed {
+    /// The ticket of the pushed event, or `None` if it was dropped (`drop-newest`).
+    pub(super) ticket: Option<u64>,
+    /// Whether an event was dropped (the new one, or the oldest queued one).
+    pub(super) dropped: bool,
+}
+
+/// Queue + un-acked window + counters. Invariants: the window holds sequences
+/// `acked + 1 ..= last_seq` without gaps, in order; `acked <= sent_upto <= last_seq`.
+#[derive(Debug)]
+pub(super) struct Buffer {
+    /// Bound of `queue` (events awaited by `push_and_wait` may exceed it, see `push`).
+    queue_size: usize,
+    /// What a full queue does with one more event.
+    overflow: Overflow,
+    /// Most events per `EventBatch`.
+    max_batch: usize,
+    /// Bound of `window`: at most this many sequenced events wait for an ack.
+    max_unacked: usize,
+    /// Events not yet sequenced, oldest first.
+    queue: VecDeque<Entry>,
+    /// Sequenced events not yet acked, lowest sequence first.
+    window: VecDeque<Entry>,
+    /// The last ticket given out.
+    last_ticket: u64,
+    /// The last sequence number given out (0: none yet).
+    last_seq: u64,
+    /// Highest sequence acked (cumulative).
+    acked_seq: u64,
+    /// Highest sequence sent on the current connection; what follows it in the window is sent
+    /// (or re-sent) next.
+    sent_upto: u64,
+    /// Highest sequence ever sent, on any connection: sending at or below it is a replay.
+    max_sent: u64,
+    /// `(sent, replayed, max_sent)` as they were when the current connection began, while its
+    /// stream has not opened: if it never does, they are restored (see `failed`).
+    unopened: Option<(u64, u64, u64)>,
+    /// Counters reported by `stats`.
+    pub(super) stats: PipelineStats,
+}
+
+impl Buffer {
+    /// An empty buffer with the given bounds (each at least 1).
+    pub(super) fn new(settings: &PipelineSettings) -> Self {
+        Self {
+            queue_size: settings.queue_size.max(1),
+            overflow: settings.overflow,
+            max_batch: settings.max_batch.max(1),
+            max_unacked: settings.max_unacked.max(1),
+            queue: VecDeque::new(),
+            window: VecDeque::new(),
+            last_ticket: 0,
+            last_seq: 0,
+            acked_seq: 0,
+            sent_upto: 0,
+            max_sent: 0,
+            unopened: None,
+            stats: PipelineStats::default(),
+        }
+    }
+
+    /// Queues `event`. A full queue applies the overflow policy: `DropNewest` refuses the new
+    /// event, `DropOldest` removes the oldest queued event that nobody awaits (or refuses the new
+    /// one when every queued event is awaited). An `awaited` event is always queued, even over
+    /// the bound: the broker awaits at most a handful of them per run (start and shutdown), and
+    /// losing one would make the broker wait out its deadline for nothing.
+    pub(super) fn push(&mut self, event: pb::Event, awaited: bool) -> Pushed {
+        let mut dropped = false;
+        if !awaited && self.queue.len() >= self.queue_size {
+            dropped = true;
+            self.stats.dropped += 1;
+            let victim = match self.overflow {
+                Overflow::DropNewest => None,
+                Overflow::DropOldest => self.queue.iter().position(|e| !e.awaited),
+            };
+            match victim {
+                Some(index) => {
+                    self.queue.remove(index);
+                }
+                None => {
+                    return Pushed {
+                        ticket: None,
+                        dropped,
+                    };
+                }
+            }
+        }
+        self.last_ticket += 1;
+        self.queue.push_back(Entry {
+            ticket: self.last_ticket,
+            awaited,
+            event,
+        });
+        self.stats.enqueued += 1;
+        Pushed {
+            ticket: Some(self.last_ticket),
+            dropped,
+        }
+    }
+
+    /// The ticket of the newest event queued so far (0 if none ever was).
+    pub(super) fn last_ticket(&self) -> u64 {
+        self.last_ticket
+    }
+
+    /// Whether every event up to `ticket` has left the pipeline: acked, or dropped on overflow.
+    pub(super) fn settled(&self, ticket: u64) -> bool {
+        let oldest = self.window.front().or_else(|| self.queue.front());
+        oldest.is_none_or(|e| e.ticket > ticket)
+    }
+
+    /// Starts a connection: everything in the window is sent again, from the lowest sequence.
+    pub(super) fn begin_connection(&mut self) {
+        self.sent_upto = self.acked_seq;
+        self.unopened = Some((self.stats.sent, self.stats.replayed, self.max_sent));
+    }
+
+    /// The plugin answered the call: the stream is open, what it carries counts.
+    pub(super) fn opened(&mut self) {
+        self.unopened = None;
+        self.stats.connected = true;
+    }
+
+    /// The connection failed. Events are handed to the call before the plugin answers it
+    /// (some servers answer only with their first reply), so if it never answered, the counts
+    /// of that attempt are taken back: an outage does not inflate `sent` and `replayed`.
+    pub(super) fn failed(&mut self) {
+        if let Some((sent, replayed, max_sent)) = self.unopened.take() {
+            self.stats.sent = sent;
+            self.stats.replayed = replayed;
+            self.max_sent = max_sent;
+        }
+        self.stats.connected = false;
+        self.stats.reconnects += 1;
+    }
+
+    /// Whether `next_batch` has something to send: window events not yet sent on this
+    /// connection, or queued events and room in the window.
+    pub(super) fn has_work(&self) -> bool {
+        self.sent_upto < self.last_seq
+            || (!self.queue.is_empty() && self.window.len() < self.max_unacked)
+    }
+
+    /// The next events to send, at most `max_batch`: first the window's unsent tail (a replay
+    /// after a reconnect, same sequence numbers), then events taken from the queue, each given
+    /// the next sequence number as it moves into the window, while the window has room. Empty
+    /// when there is nothing to send. The caller sends the result at once (it counts as sent).
+    pub(super) fn next_batch(&mut self) -> Vec<pb::Event> {
+        let mut batch = Vec::new();
+        // `sent_upto >= acked_seq`, and the window starts at `acked_seq + 1`.
+        let unsent_from = usize::try_from(self.sent_upto - self.acked_seq).unwrap_or(usize::MAX);
+        batch.extend(
+            self.window
+                .iter()
+                .skip(unsent_from)
+                .take(self.max_batch)
+                .map(|e| e.event.clone()),
+        );
+        while batch.len() < self.max_batch && self.window.len() < self.max_unacked {
+            let Some(mut entry) = self.queue.pop_front() else {
+                break;
+            };
+            self.last_seq += 1;
+            entry.event.sequence = self.last_seq;
+            batch.push(entry.event.clone());
+            self.window.push_back(entry);
+        }
+        if let Some(last) = batch.last() {
+            let replayed = batch.iter().filter(|e| e.sequence <= self.max_sent).count();
+            self.sent_upto = last.sequence;
+            self.max_sent = self.max_sent.max(last.sequence);
+            self.stats.sent += batch.len() as u64;
+            self.stats.replayed += replayed as u64;
+        }
+        batch
+    }
+
+    /// Applies a cumulative ack: releases every window event with sequence `<= ack` and returns
+    /// how many were released. An ack at or below an earlier one changes nothing; an ack above
+    /// anything ever sent is taken as acking what was sent (a plugin cannot have handled more).
+    pub(super) fn ack(&mut self, ack: u64) -> usize {
+        let ack = ack.min(self.max_sent);
+        if ack <= self.acked_seq {
+            return 0;
+        }
+        let released = usize::try_from(ack - self.acked_seq).unwrap_or(usize::MAX);
+        let released = released.min(self.window.len());
+        self.window.drain(..released);
+        self.acked_seq = ack;
+        // An ack for events sent on an earlier connection and not yet replayed on this one.
+        self.sent_upto = self.sent_upto.max(ack);
+        self.stats.acked += released as u64;
+        released
+    }
+
+    /// A snapshot of the counters with the current depths.
+    pub(super) fn snapshot(&self) -> PipelineStats {
+        PipelineStats {
+            queue_depth: self.queue.len(),
+            unacked: self.window.len(),
+            ..self.stats
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(queue_size: usize, overflow: Overflow) -> PipelineSettings {
+        PipelineSettings {
+            queue_size,
+            overflow,
+            max_batch: 3,
+            max_unacked: 4,
+        }
+    }
+
+    /// An event told apart by its `time.nanos`.
+    fn ev(mark: i32) -> pb::Event {
+        pb::Event {
+            time: Some(prost_types::Timestamp {
+                seconds: 0,
+                nanos: mark,
+            }),
+            ..pb::Event::default()
+        }
+    }
+
+    fn marks(batch: &[pb::Event]) -> Vec<(u64, i32)> {
+        batch
+            .iter()
+            .map(|e| (e.sequence, e.time.map_or(-1, |t| t.nanos)))
+            .collect()
+    }
+
+    #[test]
+    fn batches_are_bounded_and_sequenced_without_gaps() {
+        let mut b = Buffer::new(&settings(10, Overflow::DropOldest));
+        for i in 0..6 {
+            b.push(ev(i), false);
+        }
+        assert_eq!(marks(&b.next_batch()), [(1, 0), (2, 1), (3, 2)]);
+        // Window bound 4: one more, then nothing until an ack.
+        assert_eq!(marks(&b.next_batch()), [(4, 3)]);
+        assert!(!b.has_work());
+        assert!(b.next_batch().is_empty());
+        assert_eq!(b.ack(2), 2);
+        assert_eq!(marks(&b.next_batch()), [(5, 4), (6, 5)]);
+        assert_eq!(b.snapshot().sent, 6);
+        assert_eq!(b.snapshot().unacked, 4);
+    }
+
+    #[test]
+    fn acks_are_cumulative_monotonic_and_clamped() {
+        let mut b = Buffer::new(&settings(10, Overflow::DropOldest));
+        for i in 0..3 {
+            b.push(ev(i), false);
+        }
+        b.next_batch();
+        assert_eq!(b.ack(0), 0);
+        assert_eq!(b.ack(2), 2);
+        assert_eq!(b.ack(1), 0, "a lower ack is ignored");
+        assert_eq!(b.ack(99), 1, "clamped to what was sent");
+        b.push(ev(3), false);
+        assert_eq!(marks(&b.next_batch()), [(4, 3)]);
+        assert_eq!(b.snapshot().acked, 3);
+    }
+
+    #[test]
+    fn reconnect_replays_unacked_with_the_same_sequences() {
+        let mut b = Buffer::new(&settings(10, Overflow::DropOldest));
+        for i in 0..4 {
+            b.push(ev(i), false);
+        }
+        b.next_batch();
+        b.ack(1);
+        b.failed();
+        b.begin_connection();
+        assert_eq!(marks(&b.next_batch()), [(2, 1), (3, 2), (4, 3)]);
+        assert_eq!(b.snapshot().replayed, 2);
+        // That connection never opened: its sends are not counted.
+        b.failed();
+        assert_eq!((b.snapshot().sent, b.snapshot().replayed), (3, 0));
+        // A late ack for events sent before the reconnect moves the replay cursor past them.
+        b.begin_connection();
+        b.ack(3);
+        assert_eq!(marks(&b.next_batch()), [(4, 3)]);
+    }
+
+    #[test]
+    fn drop_oldest_keeps_the_newest_and_spares_awaited_events() {
+        let mut b = Buffer::new(&settings(2, Overflow::DropOldest));
+        b.push(ev(0), true);
+        b.push(ev(1), false);
+        let p = b.push(ev(2), false);
+        assert!(p.dropped && p.ticket.is_some());
+        assert_eq!(marks(&b.next_batch()), [(1, 0), (2, 2)]);
+        assert_eq!(b.snapshot().dropped, 1);
+        assert_eq!(b.snapshot().enqueued, 3);
+    }
+
+    #[test]
+    fn drop_newest_refuses_but_awaited_events_always_enter() {
+        let mut b = Buffer::new(&settings(1, Overflow::DropNewest));
+        b.push(ev(0), false);
+        let p = b.push(ev(1), false);
+        assert_eq!(
+            p,
+            Pushed {
+                ticket: None,
+                dropped: true
+            }
+        );
+        assert!(!b.push(ev(2), true).dropped);
+        assert_eq!(b.snapshot().queue_depth, 2);
+        assert_eq!(marks(&b.next_batch()), [(1, 0), (2, 2)]);
+    }
+
+    #[test]
+    fn settled_means_acked_or_dropped() {
+        let mut b = Buffer::new(&settings(1, Overflow::DropOldest));
+        assert!(b.settled(b.last_ticket()));
+        b.push(ev(0), false);
+        b.push(ev(1), false); // drops ev(0)
+        let t = b.last_ticket();
+        assert!(!b.settled(t));
+        assert!(b.settled(1), "the dropped event is settled");
+        b.next_batch();
+        assert!(!b.settled(t));
+        b.ack(1);
+        assert!(b.settled(t));
+    }
+}
