@@ -115,7 +115,8 @@ impl Log {
 ///
 /// Its stderr (JSON log lines) and stdout are drained into a buffer by background threads, so
 /// the pipes never fill up and tests can assert on the log. When a test panics while a
-/// `TestBroker` is alive, the broker's log is printed with the failure.
+/// `TestBroker` is alive, the broker's log is printed with the failure; with `MIDGE_TEST_LOG`
+/// set, it is printed always (see it with `cargo test -- --nocapture`).
 #[derive(Debug)]
 pub struct TestBroker {
     child: Child,
@@ -358,7 +359,7 @@ impl Drop for TestBroker {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("MIDGE_TEST_LOG").is_some() {
             eprintln!("{}", self.log_dump());
         }
     }

@@ -2,7 +2,7 @@
 //! `mosquitto-clients`) and Python `paho-mqtt` 2.x from the project's `.venv`, both installed
 //! by `scripts/test-deps.sh`. Missing tools fail the test under `CI=true`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 
 use midge_tests::tools::repo_root;
@@ -19,9 +19,12 @@ struct MosquittoSub {
 
 impl MosquittoSub {
     /// Starts `mosquitto_sub` with debug output, printing messages as `MSG topic retain qos
-    /// payload`, and waits for its SUBACK.
-    async fn start(bin: &Path, port: u16, extra: &[&str]) -> Self {
-        let mut child = Command::new(bin)
+    /// payload`, and waits for its SUBACK. `stdbuf` (coreutils) makes its stdout line-buffered:
+    /// into a pipe it is block-buffered, and the SUBACK line would only appear at exit.
+    async fn start(stdbuf: &Path, bin: &Path, port: u16, extra: &[&str]) -> Self {
+        let mut child = Command::new(stdbuf)
+            .arg("-oL")
+            .arg(bin)
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-d", "-W", "10"])
             .args(["-F", "MSG %t %r %q %p"])
             .args(extra)
@@ -86,33 +89,52 @@ async fn run(program: &Path, args: &[&str]) -> std::process::Output {
     output
 }
 
+/// The mosquitto command line clients, and `stdbuf` to line-buffer `mosquitto_sub`.
+struct Mosquitto {
+    stdbuf: PathBuf,
+    sub: PathBuf,
+    publish: PathBuf,
+}
+
+impl Mosquitto {
+    /// Finds the tools, or `None` (after a loud message) outside CI.
+    fn find() -> Option<Self> {
+        Some(Mosquitto {
+            stdbuf: require_tool("stdbuf")?,
+            sub: require_tool("mosquitto_sub")?,
+            publish: require_tool("mosquitto_pub")?,
+        })
+    }
+
+    async fn start_sub(&self, port: u16, args: &[&str]) -> MosquittoSub {
+        MosquittoSub::start(&self.stdbuf, &self.sub, port, args).await
+    }
+
+    /// Runs `mosquitto_pub` against `127.0.0.1:port` with `args`; it must succeed.
+    async fn publish(&self, port: u16, args: &[&str]) {
+        let port = port.to_string();
+        let mut all = vec!["-h", "127.0.0.1", "-p", &port];
+        all.extend_from_slice(args);
+        run(&self.publish, &all).await;
+    }
+}
+
 #[tokio::test]
 async fn mosquitto_sub_receives_what_mosquitto_pub_sends() {
-    let (Some(sub_bin), Some(pub_bin)) =
-        (require_tool("mosquitto_sub"), require_tool("mosquitto_pub"))
-    else {
+    let Some(mosquitto) = Mosquitto::find() else {
         return;
     };
     let broker = TestBroker::start_default().await;
     let port = broker.mqtt_addr().port();
-    let mut sub =
-        MosquittoSub::start(&sub_bin, port, &["-t", "interop/+", "-q", "1", "-C", "1"]).await;
-    run(
-        &pub_bin,
-        &[
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-t",
-            "interop/x",
-            "-q",
-            "1",
-            "-m",
-            "from mosquitto",
-        ],
-    )
-    .await;
+    let mut sub = mosquitto
+        .start_sub(port, &["-t", "interop/+", "-q", "1", "-C", "1"])
+        .await;
+    mosquitto
+        .publish(
+            port,
+            &["-t", "interop/x", "-q", "1", "-m", "from mosquitto"],
+        )
+        .await;
     assert_eq!(sub.message().await, "MSG interop/x 0 1 from mosquitto");
     assert!(
         sub.exit().await.success(),
@@ -122,61 +144,34 @@ async fn mosquitto_sub_receives_what_mosquitto_pub_sends() {
 
 #[tokio::test]
 async fn mosquitto_pub_retained_reaches_a_later_mosquitto_sub() {
-    let (Some(sub_bin), Some(pub_bin)) =
-        (require_tool("mosquitto_sub"), require_tool("mosquitto_pub"))
-    else {
+    let Some(mosquitto) = Mosquitto::find() else {
         return;
     };
     let broker = TestBroker::start_default().await;
     let port = broker.mqtt_addr().port();
     // QoS 1: mosquitto_pub exits only after the PUBACK, so the broker has stored the message.
-    run(
-        &pub_bin,
-        &[
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-t",
-            "interop/kept",
-            "-q",
-            "1",
-            "-r",
-            "-m",
-            "kept",
-        ],
-    )
-    .await;
-    let mut sub = MosquittoSub::start(&sub_bin, port, &["-t", "interop/#", "-C", "1"]).await;
+    mosquitto
+        .publish(port, &["-t", "interop/kept", "-q", "1", "-r", "-m", "kept"])
+        .await;
+    let mut sub = mosquitto
+        .start_sub(port, &["-t", "interop/#", "-C", "1"])
+        .await;
     assert_eq!(sub.message().await, "MSG interop/kept 1 0 kept");
     assert!(sub.exit().await.success());
 }
 
 #[tokio::test]
 async fn mosquitto_pub_qos2_reaches_rumqttc() {
-    let Some(pub_bin) = require_tool("mosquitto_pub") else {
+    let Some(mosquitto) = Mosquitto::find() else {
         return;
     };
     let broker = TestBroker::start_default().await;
     let mut sub = MqttClient::connect(broker.mqtt_addr(), "rumqttc").await;
     sub.subscribe_ok("interop/q2", QoS::ExactlyOnce).await;
-    let port = broker.mqtt_addr().port().to_string();
-    run(
-        &pub_bin,
-        &[
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-t",
-            "interop/q2",
-            "-q",
-            "2",
-            "-m",
-            "exactly once",
-        ],
-    )
-    .await;
+    let port = broker.mqtt_addr().port();
+    mosquitto
+        .publish(port, &["-t", "interop/q2", "-q", "2", "-m", "exactly once"])
+        .await;
     let got = sub.recv().await;
     assert_eq!(
         (&got.payload[..], got.qos),

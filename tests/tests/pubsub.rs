@@ -275,3 +275,30 @@ async fn subscribe_without_filters_closes_the_connection() {
     // [MQTT-3.8.3-3]: at least one filter.
     assert_subscribe_closes(&[]).await;
 }
+
+#[tokio::test]
+async fn a_stalled_subscriber_does_not_hold_up_anyone_else() {
+    let broker = TestBroker::start_default().await;
+    let mut stalled = RawClient::connected(broker.mqtt_addr(), "stalled").await;
+    assert_eq!(stalled.subscribe(1, &[("flood", 0)]).await, [0]);
+    let mut healthy = MqttClient::connect(broker.mqtt_addr(), "healthy").await;
+    healthy.subscribe_ok("other", QoS::AtLeastOnce).await;
+
+    // 16 MiB to a client that never reads: more than the socket buffers of both sides hold.
+    let mut publisher = MqttClient::connect(broker.mqtt_addr(), "pub").await;
+    let payload = vec![b'x'; 64 * 1024];
+    for _ in 0..256 {
+        publisher
+            .publish("flood", QoS::AtMostOnce, false, payload.clone())
+            .await;
+    }
+    publisher
+        .publish("other", QoS::AtLeastOnce, false, "still flowing")
+        .await;
+    assert_eq!(&healthy.recv().await.payload[..], b"still flowing");
+    RawClient::connected(broker.mqtt_addr(), "newcomer")
+        .await
+        .ping()
+        .await;
+    drop(stalled);
+}

@@ -1,17 +1,23 @@
 //! Graceful shutdown: SIGTERM with clients connected → every client sees its connection
-//! closed, and the process exits 0 within 10 s.
+//! closed, and the process exits 0.
 
 use std::time::Duration;
 
+use midge_tests::broker::tcp_config;
 use midge_tests::raw::Connect;
 use midge_tests::{MqttClient, RawClient, TestBroker};
 use rumqttc::QoS;
 
-const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+/// How long the process may take to exit after SIGTERM. The promise is "within 10 s", and the
+/// broker gives stuck tasks 10 s before it stops waiting for them; with no plugins to drain,
+/// a graceful shutdown takes milliseconds, so 5 s still is generous and tells "graceful" from
+/// "waited out a deadline".
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn sigterm_with_connected_clients_closes_them_and_exits_0() {
-    let mut broker = TestBroker::start_default().await;
+    // A long connect timeout, so that only the shutdown can close the half-open connection.
+    let mut broker = TestBroker::start(&tcp_config("connect-timeout: 60s", "")).await;
     let mut raw = RawClient::connected(broker.mqtt_addr(), "raw").await;
     let (mut persistent, _) = RawClient::connect(
         broker.mqtt_addr(),
@@ -24,12 +30,15 @@ async fn sigterm_with_connected_clients_closes_them_and_exits_0() {
     let mut half_open = RawClient::tcp(broker.mqtt_addr()).await; // never sends CONNECT
 
     broker.sigterm();
-    raw.expect_closed().await;
-    persistent.expect_closed().await;
-    half_open.expect_closed().await;
-    rumqttc.expect_closed().await;
+    // Exit first: once the process is gone every socket closes anyway, so a broker that sat
+    // out a deadline (e.g. waiting for the half-open connection's 60 s connect timeout) must
+    // be caught by the exit deadline.
     let status = broker.wait_exit(SHUTDOWN_DEADLINE).await;
     assert!(status.success(), "exit status {status}");
+    raw.expect_closed().await;
+    persistent.expect_closed().await;
+    rumqttc.expect_closed().await;
+    half_open.expect_closed().await;
 }
 
 #[tokio::test]
@@ -48,8 +57,9 @@ async fn sigterm_with_a_stalled_reader_still_exits() {
     let mut stalled = RawClient::connected(broker.mqtt_addr(), "stalled").await;
     assert_eq!(stalled.subscribe(1, &[("flood", 0)]).await, [0]);
     let mut publisher = MqttClient::connect(broker.mqtt_addr(), "pub").await;
+    // 16 MiB: more than the loopback socket buffers of both sides hold.
     let payload = vec![b'x'; 64 * 1024];
-    for _ in 0..64 {
+    for _ in 0..256 {
         publisher
             .publish("flood", QoS::AtMostOnce, false, payload.clone())
             .await;
