@@ -25,7 +25,9 @@ use serde::Deserialize;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{AuthConfig, Config, Limits, PluginConfig, TopicCheckConfig};
+use super::{
+    AdminConfig, AuthConfig, Config, Limits, MetricsConfig, PluginConfig, TopicCheckConfig,
+};
 use super::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, MAX_PACKET_SIZE, MIN_PACKET_SIZE};
 use super::{ListenerConfig, ListenerKind, TlsConfig, duration, plugin};
 
@@ -42,6 +44,8 @@ struct RawConfig {
     topic_check: TopicCheckConfig,
     #[serde(deserialize_with = "plugin::plugins")]
     plugins: indexmap::IndexMap<String, PluginConfig>,
+    admin: AdminConfig,
+    metrics: MetricsConfig,
 }
 
 impl Default for RawConfig {
@@ -53,6 +57,8 @@ impl Default for RawConfig {
             auth,
             topic_check,
             plugins,
+            admin,
+            metrics,
         } = Config::default();
         Self {
             listeners,
@@ -61,6 +67,8 @@ impl Default for RawConfig {
             auth,
             topic_check,
             plugins,
+            admin,
+            metrics,
         }
     }
 }
@@ -89,6 +97,8 @@ impl RawConfig {
             auth: self.auth,
             topic_check: self.topic_check,
             plugins: self.plugins,
+            admin: self.admin,
+            metrics: self.metrics,
         })
     }
 }
@@ -378,7 +388,9 @@ pub(super) fn listeners<'de, D: Deserializer<'de>>(
 }
 
 /// Deserializes a bind address, with a more helpful error than `SocketAddr`'s own.
-fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+pub(super) fn socket_addr<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<SocketAddr, D::Error> {
     struct Addr;
 
     impl Visitor<'_> for Addr {

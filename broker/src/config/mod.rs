@@ -9,6 +9,7 @@
 //! to a `tls` listener without certificates or an undefined plugin alias, is reported as
 //! `file:line:column: reason`.
 
+mod admin;
 mod de;
 mod duration;
 mod load;
@@ -23,6 +24,9 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::Deserialize;
 
+pub use admin::{
+    AdminConfig, AdminToken, DEFAULT_ADMIN_BIND, DEFAULT_METRICS_BIND, MetricsConfig, check_token,
+};
 pub use load::{ConfigError, from_yaml, load};
 pub use plugin::{
     BreakerConfig, EventKindName, Fallback, FallbackConfig, Overflow, PluginConfig, PluginTlsConfig,
@@ -65,6 +69,11 @@ pub struct Config {
     /// with `plugins.get(alias)`, walk them in file order with `plugins.iter()`). Aliases are
     /// unique, non-empty, and made of ASCII letters, digits, `-` and `_`. Default: none.
     pub plugins: IndexMap<String, PluginConfig>,
+    /// The gRPC admin API with health and reflection. Default: on, `127.0.0.1:50051`, no
+    /// token, no TLS; see [`AdminConfig`].
+    pub admin: AdminConfig,
+    /// The Prometheus endpoint. Default: on, `127.0.0.1:9090`; see [`MetricsConfig`].
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -82,6 +91,8 @@ impl Default for Config {
             },
             topic_check: TopicCheckConfig::default(),
             plugins: IndexMap::new(),
+            admin: AdminConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

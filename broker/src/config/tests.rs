@@ -117,6 +117,8 @@ topic-check:
             plugins: vec![],
         },
         plugins: IndexMap::new(),
+        admin: AdminConfig::default(),
+        metrics: MetricsConfig::default(),
     };
     assert_eq!(from_yaml(text, "full.yaml"), Ok(expected));
 }
@@ -251,6 +253,18 @@ fn every_error_names_its_line_column_and_reason() {
          "plugins.a.config: duplicate key `k`"),
         ("plugins:\n  a:\n    endpoint: http://h:1\n    config:\n      deep: {list: [1, .nan]}\n", 10, 24,
          "`NaN` cannot be sent to a plugin: numbers must be finite"),
+        // Admin and metrics.
+        ("admin:\n  bind: localhost:50051\n", 7, 9, "admin.bind: `localhost:50051` is not an IP address and port"),
+        ("admin:\n  port: 1\n", 7, 3, "admin: unknown field `port`, expected one of `enable`, `bind`, `token`"),
+        ("admin:\n  enable: sure\n", 7, 11, "admin.enable: invalid type"),
+        ("admin:\n  token: ''\n", 7, 10, "admin.token: the admin token must not be empty"),
+        ("admin:\n  token: two words\n", 7, 10, "admin.token: the admin token may contain only visible ASCII"),
+        ("admin:\n  token: abc\n  token-file: /t\n", 7, 3, "admin: give either `token` or `token-file`, not both"),
+        ("admin:\n  token-file: ''\n", 7, 3, "admin: `token-file` must not be empty"),
+        ("admin:\n  tls:\n    cert: c\n", 8, 5, "admin.tls: missing field `key`"),
+        ("admin: 5\n", 6, 8, "expected an admin mapping"),
+        ("metrics:\n  bind: 9090\n", 7, 9, "metrics.bind: `9090` is not an IP address and port"),
+        ("metrics:\n  path: /m\n", 7, 3, "metrics: unknown field `path`, expected `enable` or `bind`"),
     ];
     for &(tail, line, column, reason) in cases {
         let text = format!("{HEAD}{tail}");
@@ -652,4 +666,92 @@ fn a_malformed_plugins_section_is_reported_in_file_order() {
             .contains("expected a mapping from plugin aliases"),
         "{err}"
     );
+}
+
+#[test]
+fn admin_and_metrics_default_to_loopback_and_are_explicit_when_written() {
+    let config = Config::default();
+    assert_eq!(config.admin.bind, addr("127.0.0.1:50051"));
+    assert!(config.admin.enable && !config.admin.explicit);
+    assert_eq!(config.metrics.bind, addr("127.0.0.1:9090"));
+    assert!(config.metrics.enable && !config.metrics.explicit);
+
+    let text = "\
+admin:
+  bind: 0.0.0.0:0
+  token: s3cret
+  tls: {cert: a.pem, key: a.key}
+metrics:
+  enable: false
+";
+    let config = from_yaml(text, "t.yaml").expect("valid");
+    assert_eq!(
+        config.admin,
+        AdminConfig {
+            enable: true,
+            bind: addr("0.0.0.0:0"),
+            token: Some(AdminToken::Inline("s3cret".into())),
+            tls: Some(TlsConfig {
+                cert: PathBuf::from("a.pem"),
+                key: PathBuf::from("a.key"),
+                client_ca: None,
+                require_client_cert: false,
+            }),
+            explicit: true,
+        }
+    );
+    assert_eq!(
+        config.metrics,
+        MetricsConfig {
+            enable: false,
+            explicit: true,
+            ..MetricsConfig::default()
+        }
+    );
+    assert!(
+        !format!("{config:?}").contains("s3cret"),
+        "Debug never shows the token"
+    );
+
+    let config = from_yaml("admin:\n  token-file: /run/token\n", "t.yaml").expect("valid");
+    assert_eq!(
+        config.admin.token,
+        Some(AdminToken::File(PathBuf::from("/run/token")))
+    );
+    let config = from_yaml("admin: {}\nmetrics: {}\n", "t.yaml").expect("valid");
+    assert_eq!(
+        (config.admin.bind, config.admin.explicit),
+        (addr("127.0.0.1:50051"), true)
+    );
+    assert_eq!(
+        (config.metrics.bind, config.metrics.explicit),
+        (addr("127.0.0.1:9090"), true)
+    );
+}
+
+#[test]
+fn the_commented_admin_and_metrics_sections_of_the_default_file_parse_to_the_defaults() {
+    for (section, expected_lines) in [("# admin:", 11), ("# metrics:", 3)] {
+        let block: String = DEFAULT_YAML
+            .lines()
+            .skip_while(|line| *line != section)
+            .take_while(|line| line.starts_with('#') && *line != "#")
+            .map(|line| format!("{}\n", line.strip_prefix("# ").unwrap_or("")))
+            .collect();
+        assert_eq!(block.lines().count(), expected_lines, "{block}");
+        let config =
+            from_yaml(&block, "example.yaml").unwrap_or_else(|err| panic!("{err}\n{block}"));
+        assert_eq!(config.admin.bind, DEFAULT_ADMIN_BIND);
+        assert_eq!(config.metrics.bind, DEFAULT_METRICS_BIND);
+        assert!(config.admin.enable && config.metrics.enable);
+    }
+    let block: String = DEFAULT_YAML
+        .lines()
+        .skip_while(|line| *line != "# admin:")
+        .take_while(|line| line.starts_with('#') && *line != "#")
+        .map(|line| format!("{}\n", line.strip_prefix("# ").unwrap_or("")))
+        .collect();
+    let admin = from_yaml(&block, "example.yaml").expect("valid").admin;
+    assert_eq!(admin.token, Some(AdminToken::Inline("s3cret".into())));
+    assert!(admin.tls.is_some());
 }
