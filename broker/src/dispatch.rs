@@ -25,7 +25,8 @@ pub struct Origin<'a> {
 
 /// Stores or clears the retained message (with its event), then delivers `message` to every
 /// subscriber allowed to receive it. The message has passed any PUBLISH check already.
-pub async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message) {
+/// Returns how many subscribers it was delivered or queued to.
+pub async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message) -> usize {
     if let Some(stored) = ctx.router.retain(message) {
         let kind = if stored {
             pb::EventKind::RetainedStored
@@ -46,18 +47,19 @@ pub async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message
         );
     }
     if !ctx.plugins.topic_check_enabled() {
-        ctx.router.fan_out(message);
-        return;
+        return ctx.router.fan_out(message);
     }
     let mut targets: Vec<(Arc<Session>, QoS)> = Vec::new();
     ctx.router.subscribers(&message.topic, &mut targets);
     let checks = targets.iter().map(|(session, _)| may_receive(ctx, session, message));
     let verdicts = join_all(checks).await;
+    let mut receivers = 0;
     for ((session, qos), allowed) in targets.iter().zip(verdicts) {
-        if allowed {
-            let _ = session.deliver(message.for_subscriber(*qos, false));
+        if allowed && session.deliver(message.for_subscriber(*qos, false)).is_ok() {
+            receivers += 1;
         }
     }
+    receivers
 }
 
 /// The RECEIVE check of `session` for `message` (also used for retained replay).

@@ -13,6 +13,7 @@
 //! - [`retained`]: the retained message store behind a trait.
 //! - [`auth`]: the authentication voting rule.
 //! - [`sys_topics`]: the `$SYS` publisher.
+//! - [`metrics`]: the Prometheus `/metrics` endpoint and the latency histograms behind it.
 //! - [`broker`]: ties it together: [`Broker::new`] and [`Broker::run`].
 
 pub mod auth;
@@ -25,6 +26,7 @@ pub mod control;
 pub mod dispatch;
 pub mod listener;
 pub mod message;
+pub mod metrics;
 pub mod plugin;
 pub mod retained;
 pub mod router;

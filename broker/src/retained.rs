@@ -19,6 +19,16 @@ pub trait RetainedStore: Send + Sync + std::fmt::Debug {
     fn clear(&self, topic: &str) -> bool;
     /// Appends every retained message whose topic matches `filter` to `out`.
     fn matching(&self, filter: &str, out: &mut Vec<Message>);
+    /// Appends every retained message to `out`, `$` topics included (for the admin API).
+    fn all(&self, out: &mut Vec<Message>);
+    /// The retained message of the topic name `topic`, if any.
+    fn get(&self, topic: &str) -> Option<Message> {
+        let mut out = Vec::new();
+        if !topic::has_wildcards(topic) {
+            self.matching(topic, &mut out);
+        }
+        out.pop()
+    }
     /// Number of retained messages.
     fn len(&self) -> usize;
     /// Whether no message is retained.
@@ -55,6 +65,14 @@ impl RetainedStore for MemoryRetainedStore {
                 .filter(|m| topic::matches(filter, &m.topic))
                 .cloned(),
         );
+    }
+
+    fn all(&self, out: &mut Vec<Message>) {
+        out.extend(self.messages.read().values().cloned());
+    }
+
+    fn get(&self, topic: &str) -> Option<Message> {
+        self.messages.read().get(topic).cloned()
     }
 
     fn len(&self) -> usize {
@@ -95,5 +113,9 @@ mod tests {
         out.clear();
         store.matching("a/b", &mut out);
         assert!(out.is_empty());
+        assert_eq!(store.get("a/c").map(|m| m.topic), Some("a/c".into()));
+        assert_eq!(store.get("a/b"), None);
+        store.all(&mut out);
+        assert_eq!(out.len(), 2, "all includes $ topics");
     }
 }

@@ -127,6 +127,12 @@ pub(crate) async fn handshake(
     attached.session.with_state(|st| {
         st.username = connect.username.clone();
         st.listener = peer.listener.clone();
+        st.connection = Some(crate::session::ConnectionInfo {
+            remote_addr: peer.addr,
+            protocol: connect.protocol,
+            keep_alive: connect.keep_alive,
+            since: std::time::SystemTime::now(),
+        });
     });
 
     let connack = Packet::ConnAck(ConnAck {
@@ -171,6 +177,6 @@ async fn refuse(ctx: &BrokerContext, stream: &mut PacketStream, code: ConnectRet
         return_code: code,
     });
     if stream.queue(&connack).is_ok() {
-        stream.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.close()).await;
     }
 }

@@ -54,6 +54,9 @@ pub struct PluginStats {
     pub latency_us_total: AtomicU64,
     /// Times the breaker opened.
     pub breaker_opened: AtomicU64,
+    /// Latency of the calls that got an answer (for the admin API's percentiles and the
+    /// `midge_plugin_call_duration_seconds` histogram).
+    pub latency: crate::metrics::LatencyHistogram,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -274,6 +277,7 @@ impl Plugin {
         self.stats.latency_us_total.fetch_add(micros, Ordering::Relaxed);
         let failure = match outcome {
             Ok(Ok(value)) => {
+                self.stats.latency.record(started.elapsed());
                 if self.breaker.on_success() {
                     info!(alias = %self.alias, "plugin answered again: circuit closed");
                 }

@@ -9,6 +9,7 @@
 //! - [`cache`]: decision caches.
 //! - [`events`]: the per-plugin event pipeline (queue, batching, acks, replay).
 //! - [`emit`]: building events from broker facts.
+//! - [`watch`]: live event watchers (the admin API's `WatchEvents`).
 
 pub mod breaker;
 pub mod cache;
@@ -17,6 +18,7 @@ pub mod decision;
 pub mod emit;
 pub mod events;
 mod tls;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,6 +115,7 @@ pub struct PluginManager {
     allow_anonymous: Option<bool>,
     auth_cache: AuthCache,
     controls: mpsc::Sender<ControlRequest>,
+    watch: watch::EventWatch,
 }
 
 impl PluginManager {
@@ -151,6 +154,7 @@ impl PluginManager {
             allow_anonymous: config.auth.allow_anonymous,
             auth_cache: AuthCache::default(),
             controls,
+            watch: watch::EventWatch::default(),
         };
         Ok((manager, receiver))
     }
@@ -158,6 +162,11 @@ impl PluginManager {
     /// Every plugin, in config order.
     pub fn plugins(&self) -> &[Arc<Plugin>] {
         &self.plugins
+    }
+
+    /// The live event watchers: every event emitted for plugins also goes to them.
+    pub fn watch(&self) -> &watch::EventWatch {
+        &self.watch
     }
 
     /// Starts one supervisor per plugin: `Describe` (with backoff, again after every lost
@@ -272,13 +281,14 @@ impl PluginManager {
         self.auth_cache.invalidate(client_id, username);
     }
 
-    /// Whether any plugin wants events of `kind` (one atomic load per plugin).
+    /// Whether any plugin wants events of `kind`, or anyone watches events (one atomic load per
+    /// plugin, and one for the watchers).
     pub fn wants(&self, kind: pb::EventKind) -> bool {
-        self.plugins.iter().any(|p| p.pipeline().wants(kind))
+        self.watch.is_watched() || self.plugins.iter().any(|p| p.pipeline().wants(kind))
     }
 
-    /// Queues the event built by `body` for every plugin that wants `kind`. `body` runs only if
-    /// someone does. Never waits.
+    /// Queues the event built by `body` for every plugin that wants `kind`, and hands it to the
+    /// watchers if any. `body` runs only if someone wants it. Never waits.
     pub fn emit(&self, kind: pb::EventKind, body: impl FnOnce() -> pb::event::Body) {
         let mut body = Some(body);
         let mut built: Option<pb::event::Body> = None;
@@ -290,10 +300,16 @@ impl PluginManager {
             };
             plugin.pipeline().push(emit::event(event_body));
         }
+        if self.watch.is_watched()
+            && let Some(event_body) = built.or_else(|| body.map(|make| make()))
+        {
+            self.watch.send(emit::event(event_body));
+        }
     }
 
     /// Queues a message event for every plugin that wants `kind` on this topic, with or without
-    /// the payload as each asked. Never waits.
+    /// the payload as each asked, and hands it (with the payload) to the watchers if any. Never
+    /// waits.
     pub fn emit_message(
         &self,
         kind: pb::EventKind,
@@ -306,12 +322,18 @@ impl PluginManager {
                 pipeline.push(emit::event(make(pipeline.wants_payload())));
             }
         }
+        if self.watch.is_watched() {
+            self.watch.send(emit::event(make(true)));
+        }
     }
 
     /// Sends a lifecycle event to every plugin that wants it and waits, until `deadline`, for the
     /// acks of those that are connected (aMQTT awaits start and shutdown events). A plugin that
     /// is down gets the event queued for when it returns, without holding up the broker.
     pub async fn emit_and_wait(&self, kind: pb::EventKind, body: pb::event::Body, deadline: tokio::time::Instant) {
+        if self.watch.is_watched() {
+            self.watch.send(emit::event(body.clone()));
+        }
         let mut waits = Vec::new();
         for plugin in self.plugins.iter().filter(|p| p.pipeline().wants(kind)) {
             let event = emit::event(body.clone());

@@ -10,7 +10,9 @@ mod outgoing;
 mod registry;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::BytesMut;
 use bytestring::ByteString;
@@ -20,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::v4::{self, Packet, Publish};
-use crate::codec::{PacketId, QoS};
+use crate::codec::{PacketId, ProtocolVersion, QoS};
 use crate::config::QueueFullPolicy;
 use crate::message::Message;
 use crate::plugin::cache::TopicCache;
@@ -49,6 +51,42 @@ pub struct Owner {
     pub kick: CancellationToken,
     /// Cancelled by that connection once it has stopped touching the session.
     pub done: CancellationToken,
+}
+
+/// Facts about the connection that attached to a session last, for the admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The client's address.
+    pub remote_addr: SocketAddr,
+    /// The protocol version of its CONNECT.
+    pub protocol: ProtocolVersion,
+    /// Keep alive in seconds, from its CONNECT.
+    pub keep_alive: u16,
+    /// When the connection was accepted (CONNACK sent).
+    pub since: SystemTime,
+}
+
+/// A copy of a session's state, for the admin API ([`Session::info`]).
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// The client identifier.
+    pub client_id: ByteString,
+    /// User name of the current (or last) connection.
+    pub username: Option<ByteString>,
+    /// Whether a connection is attached now.
+    pub connected: bool,
+    /// Listener of the current (or last) connection.
+    pub listener: Arc<str>,
+    /// The current (or last) connection.
+    pub connection: Option<ConnectionInfo>,
+    /// Clean session flag of the connection that created or last resumed the session.
+    pub clean: bool,
+    /// Subscriptions: filter and granted QoS, in no particular order.
+    pub subscriptions: Vec<(ByteString, QoS)>,
+    /// Outgoing QoS 1/2 messages sent and not acknowledged yet.
+    pub inflight: usize,
+    /// Messages queued and not sent yet.
+    pub queued: usize,
 }
 
 /// Why [`Session::deliver`] did not queue a message.
@@ -94,6 +132,8 @@ pub(crate) struct SessionState {
     pub(crate) username: Option<ByteString>,
     /// Listener of the current (or last) connection.
     pub(crate) listener: Arc<str>,
+    /// The current (or last) connection, for the admin API.
+    pub(crate) connection: Option<ConnectionInfo>,
 }
 
 impl Session {
@@ -118,6 +158,7 @@ impl Session {
                 offline_since: None,
                 username: None,
                 listener: Arc::from(""),
+                connection: None,
             }),
             decisions: TopicCache::default(),
             wake: Notify::new(),
@@ -250,6 +291,31 @@ impl Session {
     /// Number of queued (not yet sent) messages.
     pub fn queued_len(&self) -> usize {
         self.state.lock().queue.len()
+    }
+
+    /// A copy of the session's state (one short lock), for the admin API.
+    pub fn info(&self) -> SessionInfo {
+        let state = self.state.lock();
+        SessionInfo {
+            client_id: self.client_id.clone(),
+            username: state.username.clone(),
+            connected: state.owner.is_some(),
+            listener: state.listener.clone(),
+            connection: state.connection.clone(),
+            clean: state.clean,
+            subscriptions: state
+                .subscriptions
+                .iter()
+                .map(|(filter, qos)| (filter.clone(), *qos))
+                .collect(),
+            inflight: state.outgoing.len(),
+            queued: state.queue.len(),
+        }
+    }
+
+    /// The connection attached to the session now, if any.
+    pub fn owner(&self) -> Option<Owner> {
+        self.state.lock().owner.clone()
     }
 }
 

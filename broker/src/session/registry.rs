@@ -143,6 +143,20 @@ impl SessionRegistry {
         expired
     }
 
+    /// Removes the stored session of `client_id` if no connection is attached to it, and
+    /// returns it so the caller can drop its subscriptions (the admin API's discard).
+    pub fn remove_offline(&self, client_id: &str) -> Option<Arc<Session>> {
+        let mut sessions = self.sessions.lock();
+        let offline = sessions
+            .get(client_id)
+            .is_some_and(|s| s.with_state(|st| st.owner.is_none()));
+        if offline {
+            sessions.remove(client_id)
+        } else {
+            None
+        }
+    }
+
     /// The session of `client_id`, if one is stored.
     pub fn get(&self, client_id: &str) -> Option<Arc<Session>> {
         self.sessions.lock().get(client_id).cloned()
