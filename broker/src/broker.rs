@@ -11,9 +11,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::admin::{self, AdminError, Runtime};
 use crate::config::Config;
 use crate::context::BrokerContext;
 use crate::listener::{self, ListenerError};
+use crate::metrics::{self, MetricsError};
 use crate::plugin::{ControlRequest, PluginError, PluginManager, emit};
 use crate::retained::MemoryRetainedStore;
 use crate::router::Router;
@@ -40,6 +42,12 @@ pub enum BrokerError {
     /// A plugin is misconfigured, or a mandatory one did not come up.
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    /// The admin API could not be set up.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    /// The metrics endpoint could not be set up.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 /// An MQTT broker built from a [`Config`].
@@ -79,24 +87,42 @@ impl Broker {
         })
     }
 
+    /// The shared state of this broker.
+    pub fn context(&self) -> &Arc<BrokerContext> {
+        &self.ctx
+    }
+
     /// Runs the broker until `shutdown` is cancelled.
     ///
-    /// Start: plugins are described (mandatory ones before anything else), `broker_pre_start`
-    /// is sent and awaited, listeners are bound, `broker_post_start` is sent and awaited.
+    /// Start: the admin API and the metrics endpoint are bound (health NOT_SERVING), plugins are
+    /// described (mandatory ones before anything else), `broker_pre_start` is sent and awaited,
+    /// listeners are bound (health SERVING), `broker_post_start` is sent and awaited.
+    /// The admin API and the metrics are served until the very end; health turns NOT_SERVING
+    /// as soon as `shutdown` is cancelled.
     /// Shutdown: `broker_pre_shutdown` (awaited), stop accepting, close every connection (no
     /// wills for a broker shutdown), wait for connection tasks, drain event queues, send
     /// `broker_post_shutdown` (awaited), stop the plugin tasks.
     ///
     /// # Errors
     /// A mandatory plugin that does not come up, or a listener that cannot be bound, fails the
-    /// start before any client is accepted.
+    /// start before any client is accepted; so does an `admin` or `metrics` section whose address
+    /// cannot be bound.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), BrokerError> {
         let Broker { ctx, controls } = self;
+        let runtime = Arc::new(Runtime::default());
+        let admin = admin::bind(&ctx.config.admin).await?;
+        let metrics = metrics::bind(&ctx.config.metrics).await?;
         let plugin_tasks = TaskTracker::new();
         let plugin_shutdown = CancellationToken::new();
+        if let Some(admin) = admin {
+            plugin_tasks.spawn(admin.serve(ctx.clone(), runtime.clone(), shutdown.clone(), plugin_shutdown.clone()));
+        }
+        if let Some(metrics) = metrics {
+            plugin_tasks.spawn(metrics.serve(ctx.clone(), runtime.clone(), plugin_shutdown.clone()));
+        }
         ctx.plugins.start(&plugin_tasks, &plugin_shutdown);
         plugin_tasks.spawn(control::run(ctx.clone(), controls, plugin_shutdown.clone()));
-        let result = serve(&ctx, &shutdown).await;
+        let result = serve(&ctx, &runtime, &shutdown).await;
 
         ctx.plugins.drain(Instant::now() + DRAIN_DEADLINE).await;
         ctx.plugins
@@ -117,7 +143,7 @@ impl Broker {
 }
 
 /// Start, serve until `shutdown`, and close every client. Plugin tasks keep running.
-async fn serve(ctx: &Arc<BrokerContext>, shutdown: &CancellationToken) -> Result<(), BrokerError> {
+async fn serve(ctx: &Arc<BrokerContext>, runtime: &Runtime, shutdown: &CancellationToken) -> Result<(), BrokerError> {
     let plugins = &ctx.plugins;
     tokio::select! {
         result = plugins.wait_mandatory() => result?,
@@ -129,6 +155,7 @@ async fn serve(ctx: &Arc<BrokerContext>, shutdown: &CancellationToken) -> Result
     lifecycle(pb::EventKind::BrokerPreStart, pb::event::Body::PreStart(emit::lifecycle())).await;
 
     let listeners = listener::bind_all(&ctx.config.listeners).await?;
+    runtime.listeners_bound(&listeners, &ctx.config.listeners);
     let tasks = TaskTracker::new();
     for bound in listeners {
         let handler_ctx = ctx.clone();

@@ -13,9 +13,11 @@
 //! - [`retained`]: the retained message store behind a trait.
 //! - [`auth`]: the authentication voting rule.
 //! - [`sys_topics`]: the `$SYS` publisher.
+//! - [`admin`]: the gRPC admin API (`midge.admin.v1.BrokerAdmin`, health, reflection).
 //! - [`metrics`]: the Prometheus `/metrics` endpoint and the latency histograms behind it.
 //! - [`broker`]: ties it together: [`Broker::new`] and [`Broker::run`].
 
+pub mod admin;
 pub mod auth;
 pub mod broker;
 pub mod codec;
