@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests (tests/) need besides Rust:
 #   - mosquitto_pub / mosquitto_sub (Debian package mosquitto-clients);
-#   - a Python venv at .venv with the packages in tests/python/requirements.txt (paho-mqtt 2.x).
+#   - a Python venv at .venv with the packages in tests/python/requirements.txt (paho-mqtt 2.x);
+#   - grpcurl in that venv (scripts/grpcurl.sh), for the admin API tests.
 # Idempotent and quick when everything is already there. Uses sudo only when not root.
 set -euo pipefail
 
@@ -41,4 +42,7 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] \
     echo "$want" >"$stamp"
 fi
 
-echo "test-deps: ok ($(mosquitto_sub --help 2>/dev/null | sed -n 2p | cut -d' ' -f1-3); paho-mqtt $(.venv/bin/python -c 'import paho.mqtt; print(paho.mqtt.__version__)'))"
+# --- grpcurl -----------------------------------------------------------------------------------
+grpcurl="$(scripts/grpcurl.sh)"
+
+echo "test-deps: ok ($(mosquitto_sub --help 2>/dev/null | sed -n 2p | cut -d' ' -f1-3); paho-mqtt $(.venv/bin/python -c 'import paho.mqtt; print(paho.mqtt.__version__)'); $grpcurl)"
