@@ -49,6 +49,7 @@ pub(crate) struct PacketStream {
     pub(crate) packets_out: u64,
     /// PUBLISH packets among them.
     pub(crate) publishes_out: u64,
+    last_size: usize,
 }
 
 impl std::fmt::Debug for PacketStream {
@@ -72,12 +73,22 @@ impl PacketStream {
             bytes_out: 0,
             packets_out: 0,
             publishes_out: 0,
+            last_size: 0,
         }
     }
 
-    /// Decodes the next complete packet already buffered, if any.
+    /// Decodes the next complete packet already buffered, if any. [`last_size`](Self::last_size)
+    /// then tells its encoded size.
     pub(crate) fn next_buffered(&mut self) -> Result<Option<Packet>, IoError> {
-        Ok(self.decoder.decode(&mut self.read_buf)?)
+        let before = self.read_buf.len();
+        let packet = self.decoder.decode(&mut self.read_buf)?;
+        self.last_size = before - self.read_buf.len();
+        Ok(packet)
+    }
+
+    /// Encoded size of the packet the last [`next_buffered`](Self::next_buffered) returned.
+    pub(crate) fn last_size(&self) -> usize {
+        self.last_size
     }
 
     /// Reads more bytes from the socket into the read buffer. Returns `Ok(false)` on a clean end

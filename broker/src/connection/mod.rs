@@ -5,6 +5,7 @@
 mod handshake;
 mod inbound;
 mod io;
+mod packet_events;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,13 @@ use crate::stats::Stats;
 pub use io::IoError;
 use io::PacketStream;
 
+
+/// How long a write may stay blocked (the client not reading) before the connection is closed;
+/// 1.5 × keepalive when that is longer.
+const WRITE_STALL: Duration = Duration::from_secs(30);
+
+/// How long closing may take to write what is still buffered.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Why a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,14 +91,15 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
         accepted.connect.username.clone(),
         peer.listener.clone(),
     );
-    let exit = run(
-        &mut conn,
-        &mut stream,
-        &accepted.connect,
-        &accepted.owner.kick,
-    )
-    .await;
-    stream.close().await;
+    let source = packet_events::PacketSource {
+        client_id: accepted.facts.client_id.clone(),
+        connection_id: accepted.facts.connection_id.clone(),
+    };
+    let connect_type = crate::codec::PacketType::Connect as u8;
+    packet_events::received(&ctx, &source, connect_type, stream.last_size());
+    let exit = run(&mut conn, &mut stream, &accepted.connect, &accepted.owner.kick, &source).await;
+    // Best effort, bounded: a client that stopped reading gets no more time.
+    let _ = tokio::time::timeout(CLOSE_GRACE, stream.close()).await;
     flush_counters(&ctx, &mut stream);
     ctx.stats
         .clients_connected
@@ -131,6 +140,7 @@ async fn run(
     stream: &mut PacketStream,
     connect: &Connect,
     kick: &tokio_util::sync::CancellationToken,
+    source: &packet_events::PacketSource,
 ) -> Exit {
     // [MQTT-3.1.2-24]: one and a half times the keepalive without a packet closes the connection.
     let keep_alive = (connect.keep_alive > 0)
@@ -138,19 +148,31 @@ async fn run(
     let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
     let deadline = sleep_until(keep_alive.map_or(far_future, |k| Instant::now() + k));
     tokio::pin!(deadline);
+    let write_stall = keep_alive.unwrap_or(WRITE_STALL).max(WRITE_STALL);
     stream.queue_deliveries(conn.session());
 
     loop {
-        if let Err(error) = stream.flush().await {
-            debug!(%error, "write failed");
-            return Exit::IoError;
+        packet_events::sent(conn.ctx(), source, &stream.write_buf);
+        // A client that stops reading must not pin this task: takeover and shutdown still
+        // interrupt the write, and a write that makes no headway for WRITE_STALL ends it.
+        tokio::select! {
+            biased;
+            _ = kick.cancelled() => return kicked(conn.ctx()),
+            written = stream.flush() => {
+                if let Err(error) = written {
+                    debug!(%error, "write failed");
+                    return Exit::IoError;
+                }
+            }
+            _ = tokio::time::sleep(write_stall) => {
+                info!(?write_stall, "client stopped reading: closing");
+                return Exit::IoError;
+            }
         }
         flush_counters(conn.ctx(), stream);
         tokio::select! {
             biased;
-            _ = kick.cancelled() => {
-                return if conn.ctx().shutdown.is_cancelled() { Exit::Shutdown } else { Exit::TakenOver };
-            }
+            _ = kick.cancelled() => return kicked(conn.ctx()),
             _ = &mut deadline => return Exit::KeepAliveTimeout,
             read = stream.fill() => {
                 match read {
@@ -168,6 +190,8 @@ async fn run(
                 loop {
                     match stream.next_buffered() {
                         Ok(Some(packet)) => {
+                            let type_nibble = packet.packet_type() as u8;
+                            packet_events::received(conn.ctx(), source, type_nibble, stream.last_size());
                             if let Some(exit) = conn.handle(packet, stream).await {
                                 return exit;
                             }
@@ -186,6 +210,15 @@ async fn run(
                 stream.queue_deliveries(conn.session());
             }
         }
+    }
+}
+
+/// The exit for a cancelled kick token: a broker shutdown or a takeover.
+fn kicked(ctx: &BrokerContext) -> Exit {
+    if ctx.shutdown.is_cancelled() {
+        Exit::Shutdown
+    } else {
+        Exit::TakenOver
     }
 }
 
