@@ -24,6 +24,7 @@ use std::time::Duration;
 
 pub mod broker;
 pub mod client;
+pub mod plugin;
 pub mod raw;
 pub mod tempdir;
 pub mod tls;
