@@ -60,10 +60,12 @@ pub fn tcp_config(listener_lines: &str, sections: &str) -> String {
 ///
 /// If the build fails; the message carries cargo's error.
 pub fn midge_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
+    // The outcome, failure included, is kept: after a failed build every other test of this
+    // process fails at once with the same message instead of running cargo again.
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let bin = BIN.get_or_init(|| {
         if let Some(bin) = std::env::var_os("MIDGE_BIN") {
-            return PathBuf::from(bin);
+            return Ok(PathBuf::from(bin));
         }
         // Not `current_target()`: an explicit `--target` moves the build to target/<triple>/ and
         // rebuilds every dependency a second time.
@@ -73,10 +75,13 @@ pub fn midge_bin() -> &'static Path {
             .bin("midge")
             .current_release()
             .run()
-            .unwrap_or_else(|e| panic!("building the midge binary failed: {e}"))
-            .path()
-            .to_path_buf()
-    })
+            .map(|run| run.path().to_path_buf())
+            .map_err(|e| format!("building the midge binary failed: {e}"))
+    });
+    match bin {
+        Ok(path) => path,
+        Err(e) => panic!("{e}"),
+    }
 }
 
 /// The broker process's output, shared with the threads that drain its pipes.
