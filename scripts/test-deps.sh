@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests (tests/) need besides Rust:
-#   - mosquitto_pub / mosquitto_sub (Debian package mosquitto-clients);
+#   - mosquitto_pub / mosquitto_sub (Debian package mosquitto-clients), and curl;
 #   - a Python venv at .venv with the packages in tests/python/requirements.txt (paho-mqtt 2.x);
 #   - grpcurl in that venv (scripts/grpcurl.sh), for the admin API tests.
 # Idempotent and quick when everything is already there. Uses sudo only when not root.
@@ -17,6 +17,7 @@ as_root() {
 # would start a daemon on port 1883, the port `cargo run -p midge` binds by default.
 missing=()
 command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
+command -v curl >/dev/null || missing+=(curl)
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     missing+=(python3-venv)
 fi
