@@ -17,7 +17,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_auth-password-file");
 fn sample_file(dir: &TempDir) -> std::path::PathBuf {
     let sample = common::examples_dir().join("configs/plugins/passwords");
     let text = std::fs::read_to_string(&sample).expect("reading the sample password file");
-    dir.write("passwords", &format!("{text}\nnot a valid line\n"))
+    dir.write("passwords", format!("{text}\nnot a valid line\n"))
 }
 
 /// Runs `auth-password-file passwd FILE USER` with `password` on stdin.

@@ -1,7 +1,7 @@
 //! Shared by the end-to-end tests: [`PluginProcess`], a plugin binary under test, and the
 //! broker config that wires plugins to a [`TestBroker`].
 
-#![allow(dead_code, unreachable_pub)] // each test binary uses a different part
+#![allow(dead_code, unused_imports, unreachable_pub)] // each test binary uses a different part
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
