@@ -90,6 +90,53 @@ pub fn free_port() -> u16 {
         .expect("binding an ephemeral port")
 }
 
+/// The broker's Prometheus text (`GET /metrics`), from the address it logged as
+/// `metrics listening` (configure `metrics: {bind: 127.0.0.1:0}`).
+///
+/// # Panics
+///
+/// If the broker logged no such address or the request fails.
+pub async fn metrics_text(broker: &crate::TestBroker) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let line = broker
+        .wait_for_log("metrics listening", |l| l.contains("metrics listening"))
+        .await;
+    let value: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {e}: {line}"));
+    let addr: SocketAddr = value["fields"]["addr"]
+        .as_str()
+        .and_then(|a| a.trim_matches('"').parse().ok())
+        .unwrap_or_else(|| panic!("no metrics address in {line}"));
+    let mut stream = within(
+        "connecting to /metrics",
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    let request = format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let mut response = Vec::new();
+    within("GET /metrics", async {
+        stream.write_all(request.as_bytes()).await?;
+        stream.read_to_end(&mut response).await
+    })
+    .await
+    .unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+    let response = String::from_utf8_lossy(&response).into_owned();
+    match response.split_once("\r\n\r\n") {
+        Some((head, body)) if head.contains(" 200 ") => body.to_owned(),
+        _ => panic!("GET /metrics answered {response}"),
+    }
+}
+
+/// The value of the sample `name{plugin="alias"}` in Prometheus `text`, if present.
+pub fn plugin_metric(text: &str, name: &str, alias: &str) -> Option<u64> {
+    let label = format!("plugin=\"{alias}\"");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{') && l.contains(&label))
+        .find_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Scripted answers
 
@@ -490,8 +537,17 @@ impl TestPlugin {
 
     /// Starts a plugin on `127.0.0.1:0` that asks the broker for `interest` in `Describe`.
     pub async fn start_with(interest: EventInterest) -> TestPlugin {
+        Self::start_on(0, interest).await
+    }
+
+    /// Starts a plugin on `127.0.0.1:port` (0: any free port) asking for `interest`.
+    ///
+    /// # Panics
+    ///
+    /// If the port cannot be bound.
+    pub async fn start_on(port: u16, interest: EventInterest) -> TestPlugin {
         let state = Arc::new(State::new(interest));
-        let (server, addr) = ServerThread::spawn(0, Self::serve(Arc::clone(&state)));
+        let (server, addr) = ServerThread::spawn(port, Self::serve(Arc::clone(&state)));
         TestPlugin {
             state,
             addr,
