@@ -303,7 +303,7 @@ async fn watch_events_is_a_live_tail() {
     };
     let mut tail = grpcurl.stream(
         &format!("{ADMIN}/WatchEvents"),
-        r#"{"kinds":["EVENT_KIND_CLIENT_CONNECTED","EVENT_KIND_MESSAGE_BROADCAST"],"topicFilters":["watched/#"]}"#,
+        r#"{"kinds":["EVENT_KIND_CLIENT_CONNECTED","EVENT_KIND_CLIENT_DISCONNECTED","EVENT_KIND_MESSAGE_BROADCAST"],"topicFilters":["watched/#"]}"#,
     );
     // The watcher is attached once the broker logged it; events before that are not seen.
     broker
@@ -352,6 +352,18 @@ async fn watch_events_is_a_live_tail() {
         from_admin["messageBroadcast"]["message"]["topic"],
         "watched/admin"
     );
+
+    // DisconnectClient: the event says KICKED, and the will would be published.
+    let kick = grpcurl
+        .call("DisconnectClient", Some(r#"{"clientId":"watched-client"}"#))
+        .await;
+    assert!(kick.success, "{kick:?}");
+    client.expect_closed().await;
+    let kicked = tail.next().await.expect("an event");
+    assert_eq!(kicked["sequence"], "4");
+    let disconnected = &kicked["clientDisconnected"];
+    assert_eq!(disconnected["session"]["clientId"], "watched-client");
+    assert_eq!(disconnected["reason"], "DISCONNECT_REASON_KICKED");
 
     let bad = grpcurl.stream(
         &format!("{ADMIN}/WatchEvents"),

@@ -42,6 +42,8 @@ pub enum Exit {
     KeepAliveTimeout,
     /// Another connection took over the client id.
     TakenOver,
+    /// Disconnected by the admin API or a plugin's `DisconnectControl`: the will is published.
+    Kicked,
     /// The broker is shutting down: no will ([MQTT-3.1.2-8] lists only client-side causes).
     Shutdown,
     /// A malformed or protocol-violating packet.
@@ -58,6 +60,7 @@ impl Exit {
             Exit::Closed | Exit::IoError => pb::DisconnectReason::Abnormal,
             Exit::KeepAliveTimeout => pb::DisconnectReason::KeepaliveTimeout,
             Exit::TakenOver => pb::DisconnectReason::TakenOver,
+            Exit::Kicked => pb::DisconnectReason::Kicked,
             Exit::Shutdown => pb::DisconnectReason::Shutdown,
             Exit::ProtocolError => pb::DisconnectReason::ProtocolError,
         }
@@ -106,7 +109,7 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
 
     let exit = match exit {
-        Exit::TakenOver if ctx.shutdown.is_cancelled() => Exit::Shutdown,
+        Exit::TakenOver | Exit::Kicked if ctx.shutdown.is_cancelled() => Exit::Shutdown,
         other => other,
     };
     match exit {
@@ -157,7 +160,7 @@ async fn run(
         // interrupt the write, and a write that makes no headway for WRITE_STALL ends it.
         tokio::select! {
             biased;
-            _ = kick.cancelled() => return kicked(conn.ctx()),
+            _ = kick.cancelled() => return kicked(conn),
             written = stream.flush() => {
                 if let Err(error) = written {
                     debug!(%error, "write failed");
@@ -172,7 +175,7 @@ async fn run(
         flush_counters(conn.ctx(), stream);
         tokio::select! {
             biased;
-            _ = kick.cancelled() => return kicked(conn.ctx()),
+            _ = kick.cancelled() => return kicked(conn),
             _ = &mut deadline => return Exit::KeepAliveTimeout,
             read = stream.fill() => {
                 match read {
@@ -213,10 +216,13 @@ async fn run(
     }
 }
 
-/// The exit for a cancelled kick token: a broker shutdown or a takeover.
-fn kicked(ctx: &BrokerContext) -> Exit {
-    if ctx.shutdown.is_cancelled() {
+/// The exit for a cancelled kick token: a broker shutdown, a takeover (which hands the session
+/// to the new connection before kicking), or a kick (which leaves the session with us).
+fn kicked(conn: &inbound::Connection) -> Exit {
+    if conn.ctx().shutdown.is_cancelled() {
         Exit::Shutdown
+    } else if conn.session().owner().is_some_and(|o| o.kick.is_cancelled()) {
+        Exit::Kicked
     } else {
         Exit::TakenOver
     }
