@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use midge_plugin::{AuthRequest, ProtocolVersion, Status};
-use midge_tests::plugin::{Reply, TestPlugin, broker_yaml, free_port, plugin_yaml};
+use midge_tests::plugin::{PluginProcess, Reply, TestPlugin, broker_yaml, free_port, plugin_yaml};
 use midge_tests::raw::Connect;
 use midge_tests::{RawClient, TestBroker};
 
@@ -381,6 +381,44 @@ async fn nothing_listening_takes_on_unavailable_deny() {
 #[tokio::test]
 async fn nothing_listening_takes_on_unavailable_ignore() {
     fallback_case(Class::Unavailable, "ignore").await;
+}
+
+#[tokio::test]
+async fn a_sigstopped_plugin_process_times_out_then_answers_again_after_sigcont() {
+    // A real process, frozen: its socket stays open and accepts the call, nothing answers.
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_test-plugin"));
+    let process = PluginProcess::spawn(bin, &["--verdict", "allow"]).await;
+    let extra = format!(
+        "timeout: {}ms\nfallback: {{on-timeout: deny, on-error: allow, on-unavailable: allow}}",
+        PLUGIN_TIMEOUT.as_millis()
+    );
+    let yaml = broker_yaml(
+        &[process.yaml("frozen", &extra)],
+        "auth:\n  plugins: [frozen]\n",
+    );
+    let broker = TestBroker::start(&yaml).await;
+    assert_eq!(connack(&broker, client("before", Some("u"))).await, 0);
+
+    process.signal("STOP");
+    let started = Instant::now();
+    let code = connack(&broker, client("during", Some("u"))).await;
+    let elapsed = started.elapsed();
+    process.signal("CONT");
+    assert_eq!(code, NOT_AUTHORIZED, "on-timeout: deny");
+    assert!(
+        elapsed >= PLUGIN_TIMEOUT && elapsed < PLUGIN_TIMEOUT + Duration::from_secs(1),
+        "CONNACK after {elapsed:?} with a {PLUGIN_TIMEOUT:?} deadline"
+    );
+    assert_eq!(
+        connack(&broker, client("after", Some("u"))).await,
+        0,
+        "it answers again"
+    );
+    assert!(
+        process.lines().iter().any(|l| l == "auth after"),
+        "{:?}",
+        process.lines()
+    );
 }
 
 // ---- Cache -----------------------------------------------------------------------------------
