@@ -18,6 +18,7 @@
 #   SCENARIOS ["fan-in-qos0 fan-in-qos1 fan-out-qos0 fan-out-qos1 latency-qos0 latency-qos1
 #              connect-storm memory plugins"]
 #   DURATION [10] WARMUP [2]          seconds, throughput runs
+#   FANIN_WINDOW [32] FANOUT_WINDOW [64]  messages in flight per publisher (see README)
 #   LAT_DURATION [10] LAT_RATE [1000] latency runs
 #   CONNECTIONS [10000]               connect-storm and memory
 #   BROKER_CPU [0] LOADGEN_CPU [1] PLUGIN_CPU [$LOADGEN_CPU]
@@ -40,6 +41,8 @@ REPS=${REPS:-3}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 LAT_DURATION=${LAT_DURATION:-10}
+FANIN_WINDOW=${FANIN_WINDOW:-32}
+FANOUT_WINDOW=${FANOUT_WINDOW:-64}
 LAT_RATE=${LAT_RATE:-1000}
 CONNECTIONS=${CONNECTIONS:-10000}
 BROKERS=${BROKERS:-midge mosquitto rumqttd}
@@ -313,9 +316,13 @@ fail_line() {
 run_one() {
     local scenario=$1 broker=$2 variant=$3 rep=$4 qos='' cmd args=()
     case $scenario in
-        fan-in-qos[01] | fan-out-qos[01])
-            cmd=${scenario%-qos?} qos=${scenario##*qos}
-            args=(--qos "$qos" --warmup "$WARMUP" --duration "$DURATION")
+        fan-in-qos[01])
+            cmd=fan-in qos=${scenario##*qos}
+            args=(--qos "$qos" --warmup "$WARMUP" --duration "$DURATION" --window "$FANIN_WINDOW")
+            ;;
+        fan-out-qos[01])
+            cmd=fan-out qos=${scenario##*qos}
+            args=(--qos "$qos" --warmup "$WARMUP" --duration "$DURATION" --window "$FANOUT_WINDOW")
             ;;
         latency-qos[01])
             cmd=latency qos=${scenario##*qos}

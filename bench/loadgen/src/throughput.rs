@@ -44,7 +44,7 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) subscribers: Option<usize>,
     /// Per publisher: messages sent but not yet received by every subscriber (nor, at QoS 1,
-    /// acknowledged). Default: 16 for fan-in, 64 for fan-out.
+    /// acknowledged). Default: 32 for fan-in, 64 for fan-out.
     #[arg(long)]
     pub(crate) window: Option<u64>,
     /// Seconds of load before measuring.
@@ -133,7 +133,7 @@ pub(crate) async fn run(shape: Shape, args: Args) -> anyhow::Result<()> {
 async fn measure(shape: Shape, args: &Args, record: &mut Record) -> anyhow::Result<()> {
     let qos = mqtt::qos(args.qos)?;
     let (default_pubs, default_subs, default_window) = match shape {
-        Shape::FanIn => (100, 1, 16),
+        Shape::FanIn => (100, 1, 32),
         Shape::FanOut => (1, 100, 64),
     };
     let publishers = args.publishers.unwrap_or(default_pubs);
