@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Midge vs mosquitto vs rumqttd, side by side, on 127.0.0.1. See bench/README.md.
 #
-#   bench/run.sh                 # full run: REPS=3, 10 s per throughput run (~40 min)
+#   bench/run.sh                 # full run: REPS=3, 10 s per throughput run (~30 min)
 #   QUICK=1 bench/run.sh         # smoke: 1 repetition, short runs, smaller counts (~5 min)
 #
 # Each broker is started fresh for every scenario run, pinned to CPU $BROKER_CPU; the load
