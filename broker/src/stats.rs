@@ -34,6 +34,23 @@ pub struct Stats {
     pub dropped_offline_qos0: AtomicU64,
     /// Connections closed because of a malformed or protocol-violating packet.
     pub protocol_errors: AtomicU64,
+    /// Packets and bytes per packet type, both directions (for the metrics).
+    pub by_type: PacketTypeCounters,
+}
+
+/// Packets and their bytes (fixed header included) per packet type, indexed by the type
+/// nibble (1 = CONNECT ... 15 = AUTH; 0 unused). Unlike [`Stats::packets_received`], CONNECT
+/// counts too.
+#[derive(Debug, Default)]
+pub struct PacketTypeCounters {
+    /// Packets decoded from clients.
+    pub packets_received: [AtomicU64; 16],
+    /// Bytes of the packets decoded from clients.
+    pub bytes_received: [AtomicU64; 16],
+    /// Packets queued for clients.
+    pub packets_sent: [AtomicU64; 16],
+    /// Bytes of the packets queued for clients.
+    pub bytes_sent: [AtomicU64; 16],
 }
 
 impl Stats {

@@ -93,9 +93,22 @@ async fn metrics_count_the_traffic_the_test_made() {
     assert_eq!(m.get("midge_sessions"), 3.0, "sub, pub and the offline one");
     assert!(m.get("midge_bytes_received_total") > 0.0);
     assert!(m.get("midge_bytes_sent_total") > 0.0);
-    assert!(
-        m.get("midge_packets_received_total") >= 8.0 + 2.0,
-        "publishes and subscribes"
+    let received = |ty: &str| m.get(&format!("midge_packets_received_total{{type=\"{ty}\"}}"));
+    let sent = |ty: &str| m.get(&format!("midge_packets_sent_total{{type=\"{ty}\"}}"));
+    assert_eq!(received("connect"), 3.0);
+    assert_eq!(received("publish"), 8.0);
+    assert_eq!(received("subscribe"), 2.0);
+    assert_eq!(received("puback"), 6.0, "sub acks its QoS 1 deliveries");
+    assert_eq!(received("disconnect"), 1.0);
+    assert_eq!(sent("connack"), 3.0);
+    assert_eq!(sent("publish"), 6.0);
+    assert_eq!(sent("puback"), 8.0, "pub's QoS 1 publishes");
+    assert_eq!(sent("suback"), 2.0);
+    // A PUBLISH's bytes: at least its topic and payload, plus headers.
+    assert!(m.get("midge_packet_bytes_received_total{type=\"publish\"}") > 8.0 * 8.0);
+    assert_eq!(
+        m.get("midge_packet_bytes_sent_total{type=\"connack\"}"),
+        3.0 * 4.0
     );
     assert!(m.get("midge_uptime_seconds") >= 0.0);
     // The plugin nobody answers on.

@@ -5,7 +5,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::codec::v4::{self, Decoder, Packet};
-use crate::codec::{DecodeError, EncodeError};
+use crate::codec::{DecodeError, EncodeError, PacketType};
 use crate::listener::Transport;
 use crate::session::Session;
 
@@ -50,6 +50,19 @@ pub(crate) struct PacketStream {
     /// PUBLISH packets among them.
     pub(crate) publishes_out: u64,
     last_size: usize,
+    /// Packets and bytes per packet type (index: the type nibble) since the counters were last
+    /// taken; flushed into `Stats::by_type` with the others.
+    pub(crate) by_type: ByType,
+}
+
+/// Per packet type counts of one connection, between two flushes into
+/// [`crate::stats::PacketTypeCounters`].
+#[derive(Debug, Default)]
+pub(crate) struct ByType {
+    pub(crate) packets_in: [u64; 16],
+    pub(crate) bytes_in: [u64; 16],
+    pub(crate) packets_out: [u64; 16],
+    pub(crate) bytes_out: [u64; 16],
 }
 
 impl std::fmt::Debug for PacketStream {
@@ -74,6 +87,7 @@ impl PacketStream {
             packets_out: 0,
             publishes_out: 0,
             last_size: 0,
+            by_type: ByType::default(),
         }
     }
 
@@ -83,6 +97,11 @@ impl PacketStream {
         let before = self.read_buf.len();
         let packet = self.decoder.decode(&mut self.read_buf)?;
         self.last_size = before - self.read_buf.len();
+        if let Some(packet) = &packet {
+            let index = packet.packet_type() as usize;
+            self.by_type.packets_in[index] += 1;
+            self.by_type.bytes_in[index] += self.last_size as u64;
+        }
         Ok(packet)
     }
 
@@ -129,16 +148,24 @@ impl PacketStream {
 
     /// Appends `packet` to the write buffer.
     pub(crate) fn queue(&mut self, packet: &Packet) -> Result<(), IoError> {
+        let before = self.write_buf.len();
         v4::encode(packet, &mut self.write_buf)?;
         self.packets_out += 1;
+        let index = packet.packet_type() as usize;
+        self.by_type.packets_out[index] += 1;
+        self.by_type.bytes_out[index] += (self.write_buf.len() - before) as u64;
         Ok(())
     }
 
     /// Appends up to a batch of the session's queued deliveries to the write buffer.
     pub(crate) fn queue_deliveries(&mut self, session: &Session) {
+        let before = self.write_buf.len();
         let n = session.fill_outbound(&mut self.write_buf, WRITE_BATCH) as u64;
         self.packets_out += n;
         self.publishes_out += n;
+        let index = PacketType::Publish as usize;
+        self.by_type.packets_out[index] += n;
+        self.by_type.bytes_out[index] += (self.write_buf.len() - before) as u64;
     }
 
     /// Writes the whole write buffer to the socket.

@@ -255,4 +255,11 @@ fn flush_counters(ctx: &BrokerContext, stream: &mut PacketStream) {
     Stats::add(&ctx.stats.bytes_sent, std::mem::take(&mut stream.bytes_out));
     Stats::add(&ctx.stats.packets_sent, std::mem::take(&mut stream.packets_out));
     Stats::add(&ctx.stats.publish_sent, std::mem::take(&mut stream.publishes_out));
+    let (local, global) = (std::mem::take(&mut stream.by_type), &ctx.stats.by_type);
+    for index in 1..16 {
+        Stats::add(&global.packets_received[index], local.packets_in[index]);
+        Stats::add(&global.bytes_received[index], local.bytes_in[index]);
+        Stats::add(&global.packets_sent[index], local.packets_out[index]);
+        Stats::add(&global.bytes_sent[index], local.bytes_out[index]);
+    }
 }

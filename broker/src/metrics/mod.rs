@@ -26,8 +26,10 @@
 //! | `midge_client_connects_total` | counter | | successful CONNECTs |
 //! | `midge_client_connects_refused_total` | counter | | CONNECTs refused with a non-zero CONNACK |
 //! | `midge_protocol_errors_total` | counter | | connections closed for a malformed or protocol-violating packet |
-//! | `midge_packets_received_total` | counter | | MQTT packets received (after CONNECT) |
-//! | `midge_packets_sent_total` | counter | | MQTT packets sent |
+//! | `midge_packets_received_total` | counter | `type`: `connect`, `publish`, `puback`, ... | MQTT packets received, by type |
+//! | `midge_packets_sent_total` | counter | `type`: `connack`, `publish`, `suback`, ... | MQTT packets sent, by type |
+//! | `midge_packet_bytes_received_total` | counter | `type` | bytes of the packets received (fixed header included), by type |
+//! | `midge_packet_bytes_sent_total` | counter | `type` | bytes of the packets sent, by type |
 //! | `midge_bytes_received_total` | counter | | bytes read from clients |
 //! | `midge_bytes_sent_total` | counter | | bytes written to clients |
 //! | `midge_messages_received_total` | counter | | PUBLISH packets received from clients |
@@ -58,6 +60,7 @@ mod histogram;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -77,9 +80,40 @@ use tracing::{error, info};
 pub use histogram::{BUCKET_BOUNDS_US, BUCKETS, HistogramSnapshot, LatencyHistogram};
 
 use crate::admin::Runtime;
+use crate::codec::PacketType;
 use crate::config::MetricsConfig;
 use crate::context::BrokerContext;
 use crate::stats::Stats;
+
+/// The packet types a client sends (the `type` values of the `*_received` metrics).
+const RECEIVED_TYPES: [PacketType; 11] = [
+    PacketType::Connect,
+    PacketType::Publish,
+    PacketType::PubAck,
+    PacketType::PubRec,
+    PacketType::PubRel,
+    PacketType::PubComp,
+    PacketType::Subscribe,
+    PacketType::Unsubscribe,
+    PacketType::PingReq,
+    PacketType::Disconnect,
+    PacketType::Auth,
+];
+
+/// The packet types the broker sends (the `type` values of the `*_sent` metrics).
+const SENT_TYPES: [PacketType; 11] = [
+    PacketType::ConnAck,
+    PacketType::Publish,
+    PacketType::PubAck,
+    PacketType::PubRec,
+    PacketType::PubRel,
+    PacketType::PubComp,
+    PacketType::SubAck,
+    PacketType::UnsubAck,
+    PacketType::PingResp,
+    PacketType::Disconnect,
+    PacketType::Auth,
+];
 
 /// How long open HTTP connections may go on once the broker has stopped.
 const STOP_GRACE: Duration = Duration::from_secs(1);
@@ -332,17 +366,41 @@ impl Collector for BrokerCollector {
             "Connections closed for a malformed or protocol-violating packet.",
             one(get(&s.protocol_errors)),
         )?;
+        let t = &s.by_type;
+        let by_type = |types: &[PacketType], counters: &[AtomicU64; 16]| {
+            types
+                .iter()
+                .map(|&ty| {
+                    (
+                        vec![("type", ty.name().to_ascii_lowercase())],
+                        get(&counters[ty as usize]),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
         counter(
             &mut e,
             "midge_packets_received",
-            "MQTT packets received after CONNECT.",
-            one(get(&s.packets_received)),
+            "MQTT packets received, by type.",
+            by_type(&RECEIVED_TYPES, &t.packets_received),
         )?;
         counter(
             &mut e,
             "midge_packets_sent",
-            "MQTT packets sent.",
-            one(get(&s.packets_sent)),
+            "MQTT packets sent, by type.",
+            by_type(&SENT_TYPES, &t.packets_sent),
+        )?;
+        counter(
+            &mut e,
+            "midge_packet_bytes_received",
+            "Bytes of the MQTT packets received, fixed header included, by type.",
+            by_type(&RECEIVED_TYPES, &t.bytes_received),
+        )?;
+        counter(
+            &mut e,
+            "midge_packet_bytes_sent",
+            "Bytes of the MQTT packets sent, fixed header included, by type.",
+            by_type(&SENT_TYPES, &t.bytes_sent),
         )?;
         counter(
             &mut e,
