@@ -154,6 +154,11 @@ pub enum DecodeError {
     /// An UNSUBSCRIBE carries no topic filter.
     #[error("UNSUBSCRIBE without topic filters")]
     EmptyUnsubscribe,
+
+    // ---- connection start -----------------------------------------------------------------
+    /// The first packet of a connection is not CONNECT ([MQTT-3.1.0-1]).
+    #[error("the first packet must be CONNECT, got {0}")]
+    ExpectedConnect(PacketType),
 }
 
 impl DecodeError {
@@ -195,6 +200,7 @@ impl DecodeError {
             E::InvalidRequestedQoS(_) => "MQTT-3-8.3-4",
             E::InvalidSubAckReturnCode(_) => "MQTT-3.9.3-2",
             E::EmptyUnsubscribe => "MQTT-3.10.3-2",
+            E::ExpectedConnect(_) => "MQTT-3.1.0-1",
         })
     }
 

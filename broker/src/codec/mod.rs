@@ -12,7 +12,10 @@
 //! - [`framing`]: the fixed header and the state machine that cuts packets out of a stream.
 //! - [`topic`]: topic name and topic filter syntax.
 //! - [`v4`]: MQTT 3.1 / 3.1.1 packets, their [`v4::Decoder`] and [`v4::encode`].
+//! - [`connect_peek`]: [`detect_protocol`], which reads the protocol level of a buffered
+//!   CONNECT so that the connection can choose a decoder.
 
+pub mod connect_peek;
 pub mod error;
 pub mod framing;
 pub mod primitives;
@@ -20,5 +23,6 @@ pub mod topic;
 pub mod types;
 pub mod v4;
 
+pub use connect_peek::detect_protocol;
 pub use error::{DecodeError, EncodeError};
 pub use types::{PacketId, PacketType, ProtocolVersion, QoS};
