@@ -722,3 +722,89 @@ async fn graceful_shutdown_delivers_queued_events_before_post_shutdown() {
         other => panic!("the client must have been closed: {other:?}"),
     }
 }
+
+// ---- Packet events (opt-in) ------------------------------------------------------------------
+
+/// `(received?, packet type, size)` of every packet event, in order.
+fn packet_trace(plugin: &TestPlugin) -> Vec<(bool, pb::PacketType, u32)> {
+    plugin
+        .events()
+        .iter()
+        .filter_map(|r| match r.body() {
+            Body::PacketReceived(p) => Some((true, p.packet_type(), p.size)),
+            Body::PacketSent(p) => Some((false, p.packet_type(), p.size)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn packet_events_report_every_packet_with_its_type_and_size() {
+    use pb::PacketType as T;
+    let interest = EventInterest::kinds([K::PacketReceived, K::PacketSent]);
+    let plugin = TestPlugin::start_with(interest).await;
+    let broker = broker_with(&plugin, "", "").await;
+    let connect = Connect::new("pk");
+    let subscribe = packet::subscribe(1, &[("pk/in", 0)]);
+    let message = Publish::new("pk/out", b"hi").qos(1, 2);
+    let mut c = RawClient::connect(broker.mqtt_addr(), &connect).await.0;
+    assert_eq!(c.subscribe(1, &[("pk/in", 0)]).await, [0]);
+    c.publish(&message).await;
+    c.ping().await;
+    c.disconnect().await;
+
+    let size = |bytes: &[u8]| u32::try_from(bytes.len()).expect("small");
+    let expected = [
+        (true, T::Connect, size(&connect.encode())),
+        (false, T::Connack, 4),
+        (true, T::Subscribe, size(&subscribe)),
+        (false, T::Suback, 5),
+        (true, T::Publish, size(&message.encode())),
+        (false, T::Puback, 4),
+        (true, T::Pingreq, 2),
+        (false, T::Pingresp, 2),
+        (true, T::Disconnect, 2),
+    ];
+    plugin
+        .wait_for_events("packet events", expected.len(), |r| {
+            r.is(K::PacketReceived) || r.is(K::PacketSent)
+        })
+        .await;
+    assert_eq!(packet_trace(&plugin), expected);
+    let ids: Vec<(String, String)> = plugin
+        .events()
+        .iter()
+        .filter_map(|r| match r.body() {
+            Body::PacketReceived(p) | Body::PacketSent(p) => {
+                Some((p.client_id.clone(), p.connection_id.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        ids.iter()
+            .all(|(client, conn)| client == "pk" && !conn.is_empty() && *conn == ids[0].1),
+        "one client, one connection id: {ids:?}"
+    );
+}
+
+#[tokio::test]
+async fn packet_events_carry_the_raw_bytes_when_asked() {
+    // events.proto, PacketEvent.raw: "The packet's bytes, only when the plugin asked for them
+    // (DescribeResponse.packet_bytes)".
+    let interest = EventInterest::kinds([K::PacketReceived]).with_packet_bytes();
+    let plugin = TestPlugin::start_with(interest).await;
+    let broker = broker_with(&plugin, "", "").await;
+    let mut c = RawClient::connected(broker.mqtt_addr(), "bytes").await;
+    c.ping().await;
+    let ping = plugin
+        .wait_for_event("PINGREQ received", |r| {
+            matches!(r.body(), Body::PacketReceived(p) if p.packet_type() == pb::PacketType::Pingreq)
+        })
+        .await;
+    let Body::PacketReceived(p) = ping.body() else {
+        unreachable!("filtered on the body")
+    };
+    assert_eq!(p.raw, packet::pingreq(), "the PINGREQ's bytes");
+    c.disconnect().await;
+}

@@ -5,10 +5,16 @@
 //! [`DecodeError::spec_statement`]. Whatever the variant, the connection must be closed after a
 //! decode error; [`DecodeError::connack_code`] says whether a CONNACK has to be sent first.
 //!
+//! MQTT 5 closes a connection with a reason code instead: [`DecodeError::v5_reason`] gives it,
+//! and [`DecodeError::v5_spec_reference`] names the MQTT 5.0 statement broken (both live in
+//! `codec::v5::error`, beside the rest of MQTT 5).
+//!
 //! "Need more bytes" is not an error: decoders return `Ok(None)` for it.
 
 use crate::codec::types::{PacketType, ProtocolVersion};
 use crate::codec::v4::packet::ConnectReturnCode;
+use crate::codec::v5::properties::{PropertyContext, PropertyId};
+use crate::codec::v5::reason::ReasonCode;
 
 /// Why a byte stream is not a valid sequence of MQTT packets.
 ///
@@ -159,6 +165,72 @@ pub enum DecodeError {
     /// The first packet of a connection is not CONNECT ([MQTT-3.1.0-1]).
     #[error("the first packet must be CONNECT, got {0}")]
     ExpectedConnect(PacketType),
+
+    // ---- MQTT 5 ---------------------------------------------------------------------------
+    /// A variable byte integer other than the remaining length (a property length, a
+    /// subscription identifier) continues past its fourth byte (MQTT 5 §1.5.5).
+    #[error("malformed variable byte integer in {field}: continues past 4 bytes")]
+    MalformedVariableByteInteger {
+        /// The field being read.
+        field: &'static str,
+    },
+    /// A variable byte integer does not use the fewest bytes possible, which MQTT 5 requires
+    /// of every one, the remaining length included.
+    #[error("{field} is not encoded in the fewest bytes possible")]
+    NonMinimalVariableByteInteger {
+        /// The field being read.
+        field: &'static str,
+    },
+    /// A property identifier that MQTT 5 does not define.
+    #[error("unknown property identifier {0:#04x}")]
+    InvalidPropertyId(u8),
+    /// A property in a packet (or the will properties) that may not carry it
+    /// (MQTT 5 §2.2.2.2, Table 2-4).
+    #[error("property {property} is not allowed in {context}")]
+    PropertyNotAllowed {
+        /// The property.
+        property: PropertyId,
+        /// Where it appeared.
+        context: PropertyContext,
+    },
+    /// A property that may appear at most once appears again.
+    #[error("property {property} appears more than once in {context}")]
+    DuplicateProperty {
+        /// The property.
+        property: PropertyId,
+        /// Where it appeared.
+        context: PropertyContext,
+    },
+    /// A property value outside its range: 0 where 0 is forbidden, or a byte that must be
+    /// 0 or 1.
+    #[error("invalid value {value} for property {property} in {context}")]
+    InvalidPropertyValue {
+        /// The property.
+        property: PropertyId,
+        /// Where it appeared.
+        context: PropertyContext,
+        /// The value received.
+        value: u32,
+    },
+    /// A reason code that MQTT 5 does not define, or that this packet type may not carry.
+    #[error("reason code {code:#04x} is not allowed in {packet}")]
+    InvalidReasonCode {
+        /// The packet type.
+        packet: PacketType,
+        /// The reason code byte received.
+        code: u8,
+    },
+    /// Authentication data without an authentication method (CONNECT), or an AUTH packet
+    /// without an authentication method.
+    #[error("{0} lacks the authentication method it requires")]
+    MissingAuthenticationMethod(PacketType),
+    /// A SUBSCRIBE subscription options byte with reserved bits set, QoS 3 or retain
+    /// handling 3.
+    #[error("invalid subscription options byte {0:#04x}")]
+    InvalidSubscriptionOptions(u8),
+    /// No Local is set on a shared subscription (`$share/...`).
+    #[error("no local set on a shared subscription")]
+    NoLocalOnSharedSubscription,
 }
 
 impl DecodeError {
@@ -176,7 +248,18 @@ impl DecodeError {
             | E::TrailingBytes { .. }
             | E::InvalidConnAckFlags(_)
             | E::InvalidConnectReturnCode(_)
-            | E::EmptyClientId(ProtocolVersion::V31 | ProtocolVersion::V5) => return None,
+            | E::EmptyClientId(ProtocolVersion::V31 | ProtocolVersion::V5)
+            // MQTT 5 only: see `v5_spec_reference`.
+            | E::MalformedVariableByteInteger { .. }
+            | E::NonMinimalVariableByteInteger { .. }
+            | E::InvalidPropertyId(_)
+            | E::PropertyNotAllowed { .. }
+            | E::DuplicateProperty { .. }
+            | E::InvalidPropertyValue { .. }
+            | E::InvalidReasonCode { .. }
+            | E::MissingAuthenticationMethod(_)
+            | E::InvalidSubscriptionOptions(_)
+            | E::NoLocalOnSharedSubscription => return None,
             E::InvalidFlags { .. } => "MQTT-2.2.2-2",
             E::InvalidUtf8 { .. } => "MQTT-1.5.3-1",
             E::NullCharacter { .. } => "MQTT-1.5.3-2",
@@ -245,4 +328,19 @@ pub enum EncodeError {
     /// This codec cannot write a CONNECT for this protocol version.
     #[error("cannot encode a CONNECT for MQTT {0} with this codec")]
     UnsupportedProtocolVersion(ProtocolVersion),
+    /// An MQTT 5 reason code that this packet type may not carry (MQTT 5 §2.4, Table 2-6).
+    #[error("reason code {code} is not allowed in {packet}")]
+    ReasonCodeNotAllowed {
+        /// The packet type.
+        packet: PacketType,
+        /// The reason code.
+        code: ReasonCode,
+    },
+    /// An MQTT 5 property value the receiver would reject: a Maximum QoS of 2.
+    #[error("invalid value for property {0}")]
+    InvalidPropertyValue(PropertyId),
+    /// An MQTT 5 CONNECT with authentication data but no authentication method, or an AUTH
+    /// that is not the two-byte short form but has no authentication method.
+    #[error("{0} lacks the authentication method it requires")]
+    MissingAuthenticationMethod(PacketType),
 }

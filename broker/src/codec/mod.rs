@@ -2,8 +2,7 @@
 //!
 //! # Layout
 //!
-//! Everything that does not depend on the protocol version is shared, so that an MQTT 5
-//! module can sit beside [`v4`]:
+//! Everything that does not depend on the protocol version is shared by [`v4`] and [`v5`]:
 //!
 //! - [`types`]: QoS, packet identifiers, protocol versions, packet types.
 //! - [`error`]: [`DecodeError`] (every way input can be bad, each naming the spec statement it
@@ -12,8 +11,10 @@
 //! - [`framing`]: the fixed header and the state machine that cuts packets out of a stream.
 //! - [`topic`]: topic name and topic filter syntax.
 //! - [`v4`]: MQTT 3.1 / 3.1.1 packets, their [`v4::Decoder`] and [`v4::encode`].
+//! - [`v5`]: MQTT 5.0 packets, properties and reason codes, their [`v5::Decoder`] and
+//!   [`v5::encode`].
 //! - [`connect_peek`]: [`detect_protocol`], which reads the protocol level of a buffered
-//!   CONNECT so that the connection can choose a decoder.
+//!   CONNECT so that the connection can choose between the two.
 
 pub mod connect_peek;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod primitives;
 pub mod topic;
 pub mod types;
 pub mod v4;
+pub mod v5;
 
 pub use connect_peek::detect_protocol;
 pub use error::{DecodeError, EncodeError};
