@@ -7,7 +7,7 @@ mod admin_support;
 
 use admin_support::{ADMIN, ADMIN_SECTIONS, Grpcurl, admin_addr};
 use midge_tests::broker::tcp_config;
-use midge_tests::{MqttClient, TestBroker};
+use midge_tests::{MqttClient, TestBroker, TestCerts};
 use rumqttc::QoS;
 use serde_json::Value;
 
@@ -421,4 +421,36 @@ async fn a_token_guards_every_admin_call_but_not_health() {
         health["status"], "SERVING",
         "orchestrators probe without a token"
     );
+}
+
+#[tokio::test]
+async fn tls_and_token_together() {
+    let certs = TestCerts::generate();
+    let sections = format!(
+        "admin:\n  bind: 127.0.0.1:0\n  token: s3cret\n  tls:\n    cert: {}\n    key: {}\nmetrics:\n  enable: false\n",
+        certs.server_cert.display(),
+        certs.server_key.display()
+    );
+    let broker = TestBroker::start(&tcp_config("", &sections)).await;
+    let addr = admin_addr(&broker).await;
+    let Some(tls) = Grpcurl::tls(addr, &certs.ca_cert) else {
+        return;
+    };
+    let info = tls
+        .clone()
+        .with(&["-H", "authorization: Bearer s3cret"])
+        .call("GetBrokerInfo", None)
+        .await
+        .json();
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+    let no_token = tls.call("GetBrokerInfo", None).await;
+    assert_eq!(no_token.code(), "Unauthenticated");
+    let Some(plaintext) = Grpcurl::plaintext(addr) else {
+        return;
+    };
+    let refused = plaintext
+        .with(&["-H", "authorization: Bearer s3cret"])
+        .call("GetBrokerInfo", None)
+        .await;
+    assert!(!refused.success, "plaintext against TLS: {refused:?}");
 }

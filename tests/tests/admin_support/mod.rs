@@ -135,6 +135,16 @@ impl Grpcurl {
         })
     }
 
+    /// grpcurl over TLS against `addr`, trusting the CA in `ca_pem`; `None` (skipped) when
+    /// grpcurl is not installed.
+    pub(crate) fn tls(addr: SocketAddr, ca_pem: &std::path::Path) -> Option<Self> {
+        Some(Self {
+            bin: grpcurl_bin()?,
+            flags: vec!["-cacert".into(), ca_pem.display().to_string()],
+            addr,
+        })
+    }
+
     /// The same, with one more flag (e.g. `-H`, `authorization: Bearer x`).
     pub(crate) fn with(mut self, flags: &[&str]) -> Self {
         self.flags.extend(flags.iter().map(|f| (*f).to_owned()));
