@@ -71,7 +71,10 @@ impl Broker {
             queue_full_policy: config.limits.queue_full_policy,
         };
         let (plugins, controls) = PluginManager::new(&config)?;
-        let router = Arc::new(Router::new(Arc::new(MemoryRetainedStore::default()), stats.clone()));
+        let router = Arc::new(Router::new(
+            Arc::new(MemoryRetainedStore::default()),
+            stats.clone(),
+        ));
         let sessions = Arc::new(SessionRegistry::new(limits, stats.clone()));
         let ctx = BrokerContext::new(
             Arc::new(config),
@@ -115,10 +118,19 @@ impl Broker {
         let plugin_tasks = TaskTracker::new();
         let plugin_shutdown = CancellationToken::new();
         if let Some(admin) = admin {
-            plugin_tasks.spawn(admin.serve(ctx.clone(), runtime.clone(), shutdown.clone(), plugin_shutdown.clone()));
+            plugin_tasks.spawn(admin.serve(
+                ctx.clone(),
+                runtime.clone(),
+                shutdown.clone(),
+                plugin_shutdown.clone(),
+            ));
         }
         if let Some(metrics) = metrics {
-            plugin_tasks.spawn(metrics.serve(ctx.clone(), runtime.clone(), plugin_shutdown.clone()));
+            plugin_tasks.spawn(metrics.serve(
+                ctx.clone(),
+                runtime.clone(),
+                plugin_shutdown.clone(),
+            ));
         }
         ctx.plugins.start(&plugin_tasks, &plugin_shutdown);
         plugin_tasks.spawn(control::run(ctx.clone(), controls, plugin_shutdown.clone()));
@@ -134,7 +146,10 @@ impl Broker {
             .await;
         plugin_shutdown.cancel();
         plugin_tasks.close();
-        if tokio::time::timeout(SHUTDOWN_DEADLINE, plugin_tasks.wait()).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_DEADLINE, plugin_tasks.wait())
+            .await
+            .is_err()
+        {
             warn!("plugin tasks did not stop before the deadline");
         }
         info!("stopped");
@@ -143,37 +158,66 @@ impl Broker {
 }
 
 /// Start, serve until `shutdown`, and close every client. Plugin tasks keep running.
-async fn serve(ctx: &Arc<BrokerContext>, runtime: &Runtime, shutdown: &CancellationToken) -> Result<(), BrokerError> {
+async fn serve(
+    ctx: &Arc<BrokerContext>,
+    runtime: &Runtime,
+    shutdown: &CancellationToken,
+) -> Result<(), BrokerError> {
     let plugins = &ctx.plugins;
     tokio::select! {
         result = plugins.wait_mandatory() => result?,
         _ = shutdown.cancelled() => return Ok(()),
     }
-    let all_described = futures_util::future::join_all(plugins.plugins().iter().map(|p| p.wait_described()));
+    let all_described =
+        futures_util::future::join_all(plugins.plugins().iter().map(|p| p.wait_described()));
     let _ = tokio::time::timeout(DESCRIBE_GRACE, all_described).await;
-    let lifecycle = |kind, body| plugins.emit_and_wait(kind, body, Instant::now() + LIFECYCLE_DEADLINE);
-    lifecycle(pb::EventKind::BrokerPreStart, pb::event::Body::PreStart(emit::lifecycle())).await;
+    let lifecycle =
+        |kind, body| plugins.emit_and_wait(kind, body, Instant::now() + LIFECYCLE_DEADLINE);
+    lifecycle(
+        pb::EventKind::BrokerPreStart,
+        pb::event::Body::PreStart(emit::lifecycle()),
+    )
+    .await;
 
     let listeners = listener::bind_all(&ctx.config.listeners).await?;
     runtime.listeners_bound(&listeners, &ctx.config.listeners);
     let tasks = TaskTracker::new();
     for bound in listeners {
         let handler_ctx = ctx.clone();
-        let handler = move |transport, peer| connection::serve(handler_ctx.clone(), transport, peer);
+        let handler =
+            move |transport, peer| connection::serve(handler_ctx.clone(), transport, peer);
         tasks.spawn(bound.serve(handler, shutdown.clone(), tasks.clone()));
     }
-    tasks.spawn(sys_topics::run(ctx.clone(), ctx.config.sys_interval, shutdown.clone()));
+    tasks.spawn(sys_topics::run(
+        ctx.clone(),
+        ctx.config.sys_interval,
+        shutdown.clone(),
+    ));
     tasks.spawn(expire_sessions(ctx.clone(), shutdown.clone()));
-    lifecycle(pb::EventKind::BrokerPostStart, pb::event::Body::PostStart(emit::lifecycle())).await;
+    lifecycle(
+        pb::EventKind::BrokerPostStart,
+        pb::event::Body::PostStart(emit::lifecycle()),
+    )
+    .await;
 
     shutdown.cancelled().await;
     info!("shutting down");
-    lifecycle(pb::EventKind::BrokerPreShutdown, pb::event::Body::PreShutdown(emit::lifecycle())).await;
+    lifecycle(
+        pb::EventKind::BrokerPreShutdown,
+        pb::event::Body::PreShutdown(emit::lifecycle()),
+    )
+    .await;
     // Listeners and background tasks watch `shutdown`; connections watch the context's token.
     ctx.shutdown.cancel();
     tasks.close();
-    if tokio::time::timeout(SHUTDOWN_DEADLINE, tasks.wait()).await.is_err() {
-        warn!(remaining = tasks.len(), "shutdown deadline passed with connections still open");
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, tasks.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            remaining = tasks.len(),
+            "shutdown deadline passed with connections still open"
+        );
     }
     Ok(())
 }
