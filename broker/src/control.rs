@@ -14,7 +14,7 @@ use crate::codec::QoS;
 use crate::context::BrokerContext;
 use crate::dispatch::{self, Origin};
 use crate::message::Message;
-use crate::plugin::ControlRequest;
+use crate::plugin::{ControlRequest, emit};
 use crate::topic;
 
 /// Applies control messages until `shutdown`.
@@ -48,6 +48,12 @@ pub async fn apply(ctx: &BrokerContext, request: ControlRequest) {
                 retain: publish.retain,
             };
             info!(%alias, topic = %message.topic, "plugin publishes a message");
+            // Like a client's message that passed its checks, with an empty client id.
+            ctx.plugins.emit_message(
+                pb::EventKind::MessageBroadcast,
+                |payload| pb::event::Body::MessageBroadcast(emit::message_event("", None, &message, payload)),
+                &message.topic,
+            );
             dispatch::dispatch(ctx, Origin::default(), &message).await;
         }
         Some(pb::control::Action::Disconnect(disconnect)) => {
@@ -64,14 +70,17 @@ pub async fn apply(ctx: &BrokerContext, request: ControlRequest) {
             }
         }
         Some(pb::control::Action::Invalidate(invalidate)) => {
+            // Only the sending plugin's entries; with neither field set, all of them.
             let client_id = Some(invalidate.client_id.as_str()).filter(|c| !c.is_empty());
             let username = Some(invalidate.username.as_str()).filter(|u| !u.is_empty());
             info!(%alias, ?client_id, ?username, "plugin invalidates cached decisions");
-            ctx.plugins.invalidate_auth(client_id, username);
+            let Some(plugin) = ctx.plugins.plugin(alias) else { return };
+            ctx.plugins.invalidate_auth(alias, client_id, username);
+            let everything = client_id.is_none() && username.is_none();
             for session in ctx.sessions.all() {
                 let user_hit = username.is_some_and(|u| session.with_state(|st| st.username.as_deref() == Some(u)));
-                if client_id.is_some_and(|c| &**session.client_id() == c) || user_hit {
-                    session.decisions().clear();
+                if everything || client_id.is_some_and(|c| &**session.client_id() == c) || user_hit {
+                    session.decisions().clear_plugin(plugin.index());
                 }
             }
         }

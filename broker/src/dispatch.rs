@@ -51,7 +51,7 @@ pub async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message
     }
     let mut targets: Vec<(Arc<Session>, QoS)> = Vec::new();
     ctx.router.subscribers(&message.topic, &mut targets);
-    let checks = targets.iter().map(|(session, _)| may_receive(ctx, session, message));
+    let checks = targets.iter().map(|(session, qos)| may_receive(ctx, session, message, *qos));
     let verdicts = join_all(checks).await;
     let mut receivers = 0;
     for ((session, qos), allowed) in targets.iter().zip(verdicts) {
@@ -62,8 +62,9 @@ pub async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message
     receivers
 }
 
-/// The RECEIVE check of `session` for `message` (also used for retained replay).
-pub async fn may_receive(ctx: &BrokerContext, session: &Session, message: &Message) -> bool {
+/// The RECEIVE check of `session` for `message` delivered under a subscription granted
+/// `granted` (also used for retained replay). The plugin sees the delivery QoS.
+pub async fn may_receive(ctx: &BrokerContext, session: &Session, message: &Message, granted: QoS) -> bool {
     if !ctx.plugins.topic_check_enabled() {
         return true;
     }
@@ -73,7 +74,7 @@ pub async fn may_receive(ctx: &BrokerContext, session: &Session, message: &Messa
         username: username.as_ref(),
         topic: &message.topic,
         action: Action::Receive,
-        qos: message.qos as u8,
+        qos: message.qos.min(granted) as u8,
         retain: message.retain,
         listener: &listener,
     };

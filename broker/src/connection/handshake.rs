@@ -81,6 +81,7 @@ pub(crate) async fn handshake(
     };
     tracing::Span::current().record("client_id", &*client_id);
 
+    let connection_id = ctx.next_connection_id();
     let query = AuthQuery {
         client_id: client_id.clone(),
         username: connect.username.clone(),
@@ -95,6 +96,7 @@ pub(crate) async fn handshake(
             tls_peer_subject: peer.tls_subject.clone().unwrap_or_default(),
             clean_start: connect.clean_session,
             keep_alive_secs: u32::from(connect.keep_alive),
+            connection_id: connection_id.to_string(),
             ..Default::default()
         },
     };
@@ -105,7 +107,7 @@ pub(crate) async fn handshake(
     }
 
     let owner = Owner {
-        connection_id: ctx.next_connection_id(),
+        connection_id,
         kick: ctx.shutdown.child_token(),
         done: CancellationToken::new(),
     };

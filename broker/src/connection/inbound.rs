@@ -207,7 +207,7 @@ impl Connection {
             // after the SUBACK queued above.
             self.ctx.router.retained_matching(filter, &mut self.retained);
             for message in std::mem::take(&mut self.retained) {
-                if dispatch::may_receive(&self.ctx, &self.session, &message).await {
+                if dispatch::may_receive(&self.ctx, &self.session, &message, qos).await {
                     let _ = self.session.deliver(message.for_subscriber(qos, true));
                 }
             }

@@ -105,6 +105,14 @@ impl PacketStream {
         Ok(packet)
     }
 
+    /// A copy of the next packet's bytes, if it is completely buffered (for packet events that
+    /// carry raw bytes).
+    pub(crate) fn peek_packet(&self) -> Option<Vec<u8>> {
+        let header = crate::codec::framing::parse_fixed_header(&self.read_buf).ok()??;
+        let size = usize::from(header.header_len) + header.remaining_length as usize;
+        self.read_buf.get(..size).map(<[u8]>::to_vec)
+    }
+
     /// Encoded size of the packet the last [`next_buffered`](Self::next_buffered) returned.
     pub(crate) fn last_size(&self) -> usize {
         self.last_size

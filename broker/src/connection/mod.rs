@@ -99,7 +99,7 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
         connection_id: accepted.facts.connection_id.clone(),
     };
     let connect_type = crate::codec::PacketType::Connect as u8;
-    packet_events::received(&ctx, &source, connect_type, stream.last_size());
+    packet_events::received(&ctx, &source, connect_type, stream.last_size(), None);
     let exit = run(&mut conn, &mut stream, &accepted.connect, &accepted.owner.kick, &source).await;
     // Best effort, bounded: a client that stopped reading gets no more time.
     let _ = tokio::time::timeout(CLOSE_GRACE, stream.close()).await;
@@ -191,10 +191,12 @@ async fn run(
                     deadline.as_mut().reset(Instant::now() + k);
                 }
                 loop {
+                    let raw = packet_events::wants_received_bytes(conn.ctx()).then(|| stream.peek_packet()).flatten();
                     match stream.next_buffered() {
                         Ok(Some(packet)) => {
                             let type_nibble = packet.packet_type() as u8;
-                            packet_events::received(conn.ctx(), source, type_nibble, stream.last_size());
+                            let size = stream.last_size();
+                            packet_events::received(conn.ctx(), source, type_nibble, size, raw.as_deref());
                             if let Some(exit) = conn.handle(packet, stream).await {
                                 return exit;
                             }

@@ -1,6 +1,7 @@
 //! The opt-in `packet_received` / `packet_sent` events (aMQTT's `mqtt_packet_*`): one per MQTT
-//! packet with its type and size. Checked with one atomic load per plugin, so they cost nothing
-//! unless a plugin asked for them.
+//! packet with its type and size, and its raw bytes for plugins that asked for them
+//! (`DescribeResponse.packet_bytes`). Checked with one atomic load per plugin, so they cost
+//! nothing unless a plugin asked for them.
 
 use midge_proto::plugin::v1 as pb;
 
@@ -15,22 +16,31 @@ pub(crate) struct PacketSource {
 }
 
 impl PacketSource {
-    fn event(&self, type_nibble: u8, size: usize) -> pb::PacketEvent {
+    fn event(&self, type_nibble: u8, size: usize, raw: &[u8]) -> pb::PacketEvent {
         pb::PacketEvent {
             client_id: self.client_id.clone(),
             connection_id: self.connection_id.clone(),
             // The proto numbers packet types like the fixed header does (CONNECT = 1, …).
             packet_type: i32::from(type_nibble),
             size: u32::try_from(size).unwrap_or(u32::MAX),
-            raw: Vec::new(),
+            raw: raw.to_vec(),
         }
     }
 }
 
-/// A packet of type `type_nibble` and `size` bytes arrived.
-pub(crate) fn received(ctx: &BrokerContext, source: &PacketSource, type_nibble: u8, size: usize) {
-    ctx.plugins.emit(pb::EventKind::PacketReceived, || {
-        pb::event::Body::PacketReceived(source.event(type_nibble, size))
+/// Whether the next received packet's raw bytes should be kept for its event.
+pub(crate) fn wants_received_bytes(ctx: &BrokerContext) -> bool {
+    ctx.plugins.wants(pb::EventKind::PacketReceived) && ctx.plugins.wants_packet_bytes()
+}
+
+/// A packet of type `type_nibble` and `size` bytes arrived (`raw`: its bytes, when kept).
+pub(crate) fn received(ctx: &BrokerContext, source: &PacketSource, type_nibble: u8, size: usize, raw: Option<&[u8]>) {
+    if !ctx.plugins.wants(pb::EventKind::PacketReceived) {
+        return;
+    }
+    ctx.plugins.emit_packet(pb::EventKind::PacketReceived, |with_bytes| {
+        let raw = if with_bytes { raw.unwrap_or_default() } else { &[] };
+        pb::event::Body::PacketReceived(source.event(type_nibble, size, raw))
     });
 }
 
@@ -41,10 +51,11 @@ pub(crate) fn sent(ctx: &BrokerContext, source: &PacketSource, mut bytes: &[u8])
     }
     while let Ok(Some(header)) = parse_fixed_header(bytes) {
         let size = usize::from(header.header_len) + header.remaining_length as usize;
-        ctx.plugins.emit(pb::EventKind::PacketSent, || {
-            pb::event::Body::PacketSent(source.event(header.type_nibble(), size))
+        let Some(packet) = bytes.get(..size) else { break };
+        ctx.plugins.emit_packet(pb::EventKind::PacketSent, |with_bytes| {
+            let raw = if with_bytes { packet } else { &[] };
+            pb::event::Body::PacketSent(source.event(header.type_nibble(), size, raw))
         });
-        let Some(rest) = bytes.get(size..) else { break };
-        bytes = rest;
+        bytes = &bytes[size..];
     }
 }

@@ -13,6 +13,8 @@ use bytestring::ByteString;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
+use midge_proto::plugin::v1 as pb;
+
 use super::decision::{Action, PluginVote};
 
 /// Entries kept per session before expired ones are swept (and new ones refused if all live).
@@ -50,9 +52,14 @@ impl TopicCache {
         entries.insert((plugin, action, topic), (vote, now + ttl));
     }
 
-    /// Forgets everything (disconnect, invalidation).
+    /// Forgets everything (disconnect, a new connection).
     pub fn clear(&self) {
         self.entries.lock().clear();
+    }
+
+    /// Forgets plugin `plugin`'s entries (its invalidation).
+    pub fn clear_plugin(&self, plugin: u16) {
+        self.entries.lock().retain(|(p, _, _), _| *p != plugin);
     }
 
     /// Number of entries (expired ones included until swept).
@@ -66,14 +73,14 @@ impl TopicCache {
     }
 }
 
-/// What an authentication decision is keyed by: plugin, client id, username and a keyed hash of
-/// the password (the password itself is never stored).
+/// What an authentication decision is keyed by: plugin, client id, username, and a keyed hash
+/// of the password, listener and TLS subject (the password itself is never stored).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AuthKey {
     plugin: u16,
-    client_id: ByteString,
-    username: Option<ByteString>,
-    password_hash: u64,
+    client_id: String,
+    username: Option<String>,
+    credentials_hash: u64,
 }
 
 /// Broker-wide cache of authentication verdicts.
@@ -94,13 +101,17 @@ impl Default for AuthCache {
 }
 
 impl AuthCache {
-    /// The key for these credentials.
-    pub fn key(&self, plugin: u16, client_id: &ByteString, username: Option<&ByteString>, password: Option<&[u8]>) -> AuthKey {
+    /// The key for the request of a CONNECT to plugin `plugin`.
+    pub fn key(&self, plugin: u16, request: &pb::AuthenticateRequest) -> AuthKey {
         AuthKey {
             plugin,
-            client_id: client_id.clone(),
-            username: username.cloned(),
-            password_hash: self.hasher.hash_one(password),
+            client_id: request.client_id.clone(),
+            username: request.username.clone(),
+            credentials_hash: self.hasher.hash_one((
+                &request.password,
+                &request.listener,
+                &request.tls_peer_subject,
+            )),
         }
     }
 
@@ -124,12 +135,14 @@ impl AuthCache {
         entries.insert(key, (vote, now + ttl));
     }
 
-    /// Drops the entries of a client id and/or a username (a plugin's invalidation).
-    pub fn invalidate(&self, client_id: Option<&str>, username: Option<&str>) {
+    /// Drops plugin `plugin`'s entries for a client id and/or a username, or all of its entries
+    /// when both are `None` (a plugin's invalidation).
+    pub fn invalidate(&self, plugin: u16, client_id: Option<&str>, username: Option<&str>) {
+        let everything = client_id.is_none() && username.is_none();
         self.entries.lock().retain(|key, _| {
-            let client_hit = client_id.is_some_and(|c| &*key.client_id == c);
+            let client_hit = client_id.is_some_and(|c| key.client_id == c);
             let user_hit = username.is_some_and(|u| key.username.as_deref() == Some(u));
-            !(client_hit || user_hit)
+            key.plugin != plugin || !(everything || client_hit || user_hit)
         });
     }
 }
@@ -151,16 +164,23 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn auth_keys_include_the_password() {
+    async fn auth_keys_include_the_credentials() {
         let cache = AuthCache::default();
-        let id = ByteString::from("c");
-        let user = ByteString::from("u");
-        let right = cache.key(0, &id, Some(&user), Some(b"pw"));
-        let wrong = cache.key(0, &id, Some(&user), Some(b"px"));
+        let request = |password: &[u8], listener: &str| pb::AuthenticateRequest {
+            client_id: "c".into(),
+            username: Some("u".into()),
+            password: Some(password.to_vec()),
+            listener: listener.into(),
+            ..Default::default()
+        };
+        let right = cache.key(0, &request(b"pw", "tcp"));
         cache.put(right.clone(), PluginVote::Allow, Duration::from_secs(10));
         assert_eq!(cache.get(&right), Some(PluginVote::Allow));
-        assert_eq!(cache.get(&wrong), None);
-        cache.invalidate(None, Some("u"));
+        assert_eq!(cache.get(&cache.key(0, &request(b"px", "tcp"))), None);
+        assert_eq!(cache.get(&cache.key(0, &request(b"pw", "tls"))), None);
+        cache.invalidate(1, None, None);
+        assert_eq!(cache.get(&right), Some(PluginVote::Allow), "another plugin's invalidation");
+        cache.invalidate(0, None, Some("u"));
         assert_eq!(cache.get(&right), None);
     }
 }

@@ -83,6 +83,8 @@ pub struct Plugin {
     stats: PluginStats,
     describe: Mutex<Option<pb::DescribeResponse>>,
     described: AtomicBool,
+    /// `DescribeResponse.packet_bytes`: packet events carry raw bytes.
+    packet_bytes: AtomicBool,
     described_notify: Notify,
     /// Poked when a call saw the connection fail, so the supervisor describes again.
     reconnected: Notify,
@@ -122,6 +124,7 @@ impl Plugin {
             stats: PluginStats::default(),
             describe: Mutex::new(None),
             described: AtomicBool::new(false),
+            packet_bytes: AtomicBool::new(false),
             described_notify: Notify::new(),
             reconnected: Notify::new(),
             pipeline,
@@ -166,6 +169,11 @@ impl Plugin {
     /// The last `Describe` answer.
     pub fn description(&self) -> Option<pb::DescribeResponse> {
         self.describe.lock().clone()
+    }
+
+    /// Whether the plugin asked for raw bytes in packet events.
+    pub fn wants_packet_bytes(&self) -> bool {
+        self.packet_bytes.load(Ordering::Relaxed)
     }
 
     /// Whether `Describe` has succeeded at least once.
@@ -214,6 +222,7 @@ impl Plugin {
         let payload = self.config.payload.unwrap_or(!response.omit_payload);
         self.pipeline.set_interest(kinds, topics, payload);
         info!(alias = %self.alias, name = %response.name, version = %response.version, "plugin described");
+        self.packet_bytes.store(response.packet_bytes, Ordering::Relaxed);
         *self.describe.lock() = Some(response);
         self.described.store(true, Ordering::Release);
         self.described_notify.notify_waiters();

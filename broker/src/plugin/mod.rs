@@ -204,12 +204,7 @@ impl PluginManager {
             query.username.as_deref(),
         );
         let asks = self.auth_chain.iter().map(|plugin| async move {
-            let key = self.auth_cache.key(
-                plugin.index(),
-                &query.client_id,
-                query.username.as_ref(),
-                query.password.as_deref(),
-            );
+            let key = self.auth_cache.key(plugin.index(), &query.request);
             if let Some(vote) = self.auth_cache.get(&key) {
                 bump(&plugin.stats().cache_hits);
                 return vote;
@@ -277,8 +272,15 @@ impl PluginManager {
     }
 
     /// Forgets cached authentication decisions for a client id and/or user name.
-    pub fn invalidate_auth(&self, client_id: Option<&str>, username: Option<&str>) {
-        self.auth_cache.invalidate(client_id, username);
+    pub fn invalidate_auth(&self, alias: &str, client_id: Option<&str>, username: Option<&str>) {
+        if let Some(plugin) = self.plugin(alias) {
+            self.auth_cache.invalidate(plugin.index(), client_id, username);
+        }
+    }
+
+    /// The plugin registered under `alias`.
+    pub fn plugin(&self, alias: &str) -> Option<&Arc<Plugin>> {
+        self.plugins.iter().find(|p| &**p.alias() == alias)
     }
 
     /// Whether any plugin wants events of `kind`, or anyone watches events (one atomic load per
@@ -310,6 +312,26 @@ impl PluginManager {
     /// Queues a message event for every plugin that wants `kind` on this topic, with or without
     /// the payload as each asked, and hands it (with the payload) to the watchers if any. Never
     /// waits.
+    /// Queues a packet event for every plugin that wants `kind`, with the raw bytes for those
+    /// that asked for them in `Describe` (`packet_bytes`). Never waits.
+    pub fn emit_packet(&self, kind: pb::EventKind, make: impl Fn(bool) -> pb::event::Body) {
+        for plugin in &self.plugins {
+            if plugin.pipeline().wants(kind) {
+                plugin.pipeline().push(emit::event(make(plugin.wants_packet_bytes())));
+            }
+        }
+        if self.watch.is_watched() {
+            self.watch.send(emit::event(make(false)));
+        }
+    }
+
+    /// Whether any plugin that wants packet events asked for their raw bytes.
+    pub fn wants_packet_bytes(&self) -> bool {
+        self.plugins.iter().any(|p| p.wants_packet_bytes())
+    }
+
+    /// Queues a message event for every plugin that wants `kind` on this topic, with or without
+    /// the payload as each asked. Never waits.
     pub fn emit_message(
         &self,
         kind: pb::EventKind,

@@ -69,6 +69,9 @@ impl SessionRegistry {
                     st.clean = false;
                     st.offline_since = None;
                 });
+                // A new connection starts with no cached topic verdicts, even when it took the
+                // session over before the old connection detached.
+                session.decisions().clear();
                 (session, true, None)
             }
             existing => {
