@@ -137,14 +137,19 @@ impl TestBroker {
     /// Starts `midge --config FILE --log-format json` with `yaml` written to a temp file, and
     /// waits until every listener in the config has logged `listening`.
     ///
+    /// A config without an `admin` or `metrics` section gets one that binds `127.0.0.1:0`
+    /// ([`with_ephemeral_admin_and_metrics`]): test brokers run in parallel and must not
+    /// compete for, or take from a developer's broker, the fixed default ports.
+    ///
     /// # Panics
     ///
     /// If the config has no `listeners` list, or the broker exits or is not listening within
     /// [`STARTUP_TIMEOUT`]; the message includes its log.
     pub async fn start(yaml: &str) -> TestBroker {
         let expected = count_listeners(yaml);
+        let yaml = with_ephemeral_admin_and_metrics(yaml);
         let dir = TempDir::new();
-        let path = dir.write("midge.yaml", yaml);
+        let path = dir.write("midge.yaml", &yaml);
         let args = vec![OsString::from("--config"), path.clone().into_os_string()];
         let mut broker = Self::spawn(args, expected).await;
         broker.config_path = Some(path);
@@ -408,6 +413,22 @@ pub fn count_listeners(yaml: &str) -> usize {
         .unwrap_or_else(|| panic!("test config has no `listeners` list:\n{yaml}"))
 }
 
+/// Appends `admin: {bind: 127.0.0.1:0}` and `metrics: {bind: 127.0.0.1:0}` for whichever of
+/// the two top-level sections `yaml` lacks. Their defaults are fixed ports (50051, 9090).
+pub fn with_ephemeral_admin_and_metrics(yaml: &str) -> String {
+    let value: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap_or(serde_yaml::Value::Null);
+    let mut out = yaml.to_owned();
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    for section in ["admin", "metrics"] {
+        if value.get(section).is_none() {
+            out.push_str(&format!("{section}:\n  bind: 127.0.0.1:0\n"));
+        }
+    }
+    out
+}
+
 /// Parses a JSON log line `{"fields": {"message": "listening", "listener": NAME, "addr": ADDR}}`.
 pub fn parse_listening(line: &str) -> Option<(String, SocketAddr)> {
     let value: serde_json::Value = serde_json::from_str(line).ok()?;
@@ -448,6 +469,21 @@ mod tests {
                 "limits:\n  max-inflight: 2"
             )),
             1
+        );
+    }
+
+    #[test]
+    fn admin_and_metrics_get_ephemeral_ports_unless_configured() {
+        let yaml = with_ephemeral_admin_and_metrics(DEFAULT_CONFIG);
+        assert!(
+            yaml.ends_with("admin:\n  bind: 127.0.0.1:0\nmetrics:\n  bind: 127.0.0.1:0\n"),
+            "{yaml}"
+        );
+        let own = format!("{DEFAULT_CONFIG}metrics:\n  enable: false");
+        let yaml = with_ephemeral_admin_and_metrics(&own);
+        assert!(
+            yaml.ends_with("metrics:\n  enable: false\nadmin:\n  bind: 127.0.0.1:0\n"),
+            "{yaml}"
         );
     }
 
