@@ -449,7 +449,13 @@ async fn tls_and_token_together() {
         return;
     };
     let refused = plaintext
-        .with(&["-H", "authorization: Bearer s3cret"])
+        // grpcurl retries a failed handshake until its connect timeout (default 10 s).
+        .with(&[
+            "-connect-timeout",
+            "2",
+            "-H",
+            "authorization: Bearer s3cret",
+        ])
         .call("GetBrokerInfo", None)
         .await;
     assert!(!refused.success, "plaintext against TLS: {refused:?}");
