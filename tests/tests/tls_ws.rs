@@ -226,3 +226,28 @@ async fn websocket_frames_may_split_and_join_packets() {
         midge_tests::raw::packet::PINGRESP
     );
 }
+
+#[tokio::test]
+async fn silent_clients_on_tls_and_ws_listeners_are_closed_by_the_connect_timeout() {
+    // The connect timeout covers the TLS and WebSocket handshakes too: a peer that opens TCP
+    // and says nothing (no ClientHello, no HTTP upgrade) is dropped.
+    let certs = TestCerts::generate();
+    let yaml = format!(
+        "listeners:\n  - name: secure\n    kind: tls\n    bind: 127.0.0.1:0\n    connect-timeout: 1s\n{}  \
+         - name: web\n    kind: ws\n    bind: 127.0.0.1:0\n    connect-timeout: 1s\nauth:\n  allow-anonymous: true\n",
+        tls_section(&certs, false)
+    );
+    let broker = TestBroker::start(&yaml).await;
+    for listener in ["secure", "web"] {
+        let mut silent = TcpStream::connect(broker.addr(listener))
+            .await
+            .expect("TCP connect");
+        let mut reply = Vec::new();
+        // EOF or a reset: either way the broker closed it; `within` fails the test otherwise.
+        let _ = within(
+            &format!("the {listener} listener to drop a silent client"),
+            silent.read_to_end(&mut reply),
+        )
+        .await;
+    }
+}
