@@ -28,9 +28,18 @@ mod tests {
     #[test]
     fn anonymous_voter() {
         assert_eq!(anonymous_vote(&auth(Some(true)), None), PluginVote::Allow);
-        assert_eq!(anonymous_vote(&auth(Some(true)), Some("u")), PluginVote::Allow);
-        assert_eq!(anonymous_vote(&auth(Some(false)), Some("u")), PluginVote::Allow);
-        assert!(matches!(anonymous_vote(&auth(Some(false)), None), PluginVote::Deny(_)));
+        assert_eq!(
+            anonymous_vote(&auth(Some(true)), Some("u")),
+            PluginVote::Allow
+        );
+        assert_eq!(
+            anonymous_vote(&auth(Some(false)), Some("u")),
+            PluginVote::Allow
+        );
+        assert!(matches!(
+            anonymous_vote(&auth(Some(false)), None),
+            PluginVote::Deny(_)
+        ));
         assert_eq!(anonymous_vote(&auth(None), None), PluginVote::Absent);
     }
 }

@@ -18,7 +18,11 @@ use crate::plugin::{ControlRequest, emit};
 use crate::topic;
 
 /// Applies control messages until `shutdown`.
-pub async fn run(ctx: Arc<BrokerContext>, mut controls: mpsc::Receiver<ControlRequest>, shutdown: CancellationToken) {
+pub async fn run(
+    ctx: Arc<BrokerContext>,
+    mut controls: mpsc::Receiver<ControlRequest>,
+    shutdown: CancellationToken,
+) {
     loop {
         let request = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -36,7 +40,9 @@ pub async fn apply(ctx: &BrokerContext, request: ControlRequest) {
     let alias = &request.alias;
     match request.control.action {
         Some(pb::control::Action::Publish(publish)) => {
-            let qos = u8::try_from(publish.qos).ok().and_then(|q| QoS::try_from(q).ok());
+            let qos = u8::try_from(publish.qos)
+                .ok()
+                .and_then(|q| QoS::try_from(q).ok());
             let (Some(qos), true) = (qos, topic::is_valid_topic_name(&publish.topic)) else {
                 warn!(%alias, topic = %publish.topic, qos = publish.qos, "plugin publish refused: bad topic or qos");
                 return;
@@ -51,7 +57,11 @@ pub async fn apply(ctx: &BrokerContext, request: ControlRequest) {
             // Like a client's message that passed its checks, with an empty client id.
             ctx.plugins.emit_message(
                 pb::EventKind::MessageBroadcast,
-                |payload| pb::event::Body::MessageBroadcast(emit::message_event("", None, &message, payload)),
+                |payload| {
+                    pb::event::Body::MessageBroadcast(emit::message_event(
+                        "", None, &message, payload,
+                    ))
+                },
                 &message.topic,
             );
             dispatch::dispatch(ctx, Origin::default(), &message).await;
@@ -66,7 +76,9 @@ pub async fn apply(ctx: &BrokerContext, request: ControlRequest) {
                     info!(%alias, client_id = %disconnect.client_id, reason = %disconnect.reason, "plugin disconnects a client");
                     owner.kick.cancel();
                 }
-                None => info!(%alias, client_id = %disconnect.client_id, "plugin asked to disconnect a client that is not connected"),
+                None => {
+                    info!(%alias, client_id = %disconnect.client_id, "plugin asked to disconnect a client that is not connected")
+                }
             }
         }
         Some(pb::control::Action::Invalidate(invalidate)) => {
@@ -74,12 +86,16 @@ pub async fn apply(ctx: &BrokerContext, request: ControlRequest) {
             let client_id = Some(invalidate.client_id.as_str()).filter(|c| !c.is_empty());
             let username = Some(invalidate.username.as_str()).filter(|u| !u.is_empty());
             info!(%alias, ?client_id, ?username, "plugin invalidates cached decisions");
-            let Some(plugin) = ctx.plugins.plugin(alias) else { return };
+            let Some(plugin) = ctx.plugins.plugin(alias) else {
+                return;
+            };
             ctx.plugins.invalidate_auth(alias, client_id, username);
             let everything = client_id.is_none() && username.is_none();
             for session in ctx.sessions.all() {
-                let user_hit = username.is_some_and(|u| session.with_state(|st| st.username.as_deref() == Some(u)));
-                if everything || client_id.is_some_and(|c| &**session.client_id() == c) || user_hit {
+                let user_hit = username
+                    .is_some_and(|u| session.with_state(|st| st.username.as_deref() == Some(u)));
+                if everything || client_id.is_some_and(|c| &**session.client_id() == c) || user_hit
+                {
                     session.decisions().clear_plugin(plugin.index());
                 }
             }

@@ -51,7 +51,9 @@ pub async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message
     }
     let mut targets: Vec<(Arc<Session>, QoS)> = Vec::new();
     ctx.router.subscribers(&message.topic, &mut targets);
-    let checks = targets.iter().map(|(session, qos)| may_receive(ctx, session, message, *qos));
+    let checks = targets
+        .iter()
+        .map(|(session, qos)| may_receive(ctx, session, message, *qos));
     let verdicts = join_all(checks).await;
     let mut receivers = 0;
     for ((session, qos), allowed) in targets.iter().zip(verdicts) {
@@ -64,7 +66,12 @@ pub async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message
 
 /// The RECEIVE check of `session` for `message` delivered under a subscription granted
 /// `granted` (also used for retained replay). The plugin sees the delivery QoS.
-pub async fn may_receive(ctx: &BrokerContext, session: &Session, message: &Message, granted: QoS) -> bool {
+pub async fn may_receive(
+    ctx: &BrokerContext,
+    session: &Session,
+    message: &Message,
+    granted: QoS,
+) -> bool {
     if !ctx.plugins.topic_check_enabled() {
         return true;
     }

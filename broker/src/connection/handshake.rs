@@ -2,6 +2,8 @@
 //! rules, attach the session (takeover, clean session) and answer with CONNACK.
 
 use std::sync::Arc;
+
+use bytestring::ByteString;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -12,9 +14,9 @@ use crate::codec::v4::{ConnAck, Connect, ConnectReturnCode, Packet};
 use crate::context::BrokerContext;
 use crate::listener::PeerInfo;
 use crate::plugin::{AuthQuery, emit};
-use midge_proto::plugin::v1 as pb;
 use crate::session::{Owner, Session};
 use crate::stats::Stats;
+use midge_proto::plugin::v1 as pb;
 
 /// How long a new connection waits for the connection it took over to let go of the session.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
@@ -37,7 +39,14 @@ pub(crate) async fn handshake(
     stream: &mut PacketStream,
     peer: &PeerInfo,
 ) -> Option<Accepted> {
-    let connect = match tokio::time::timeout_at(peer.connect_deadline, stream.read_packet()).await {
+    let read = tokio::select! {
+        read = tokio::time::timeout_at(peer.connect_deadline, stream.read_packet()) => read,
+        () = ctx.shutdown.cancelled() => {
+            debug!("shutdown before CONNECT");
+            return None;
+        }
+    };
+    let connect = match read {
         Err(_) => {
             debug!("no CONNECT before the connect timeout");
             return None;
@@ -46,7 +55,7 @@ pub(crate) async fn handshake(
             debug!("closed before CONNECT");
             return None;
         }
-        Ok(Ok(Some(Packet::Connect(connect)))) => connect,
+        Ok(Ok(Some(Packet::Connect(connect)))) => owned(connect),
         Ok(Ok(Some(other))) => {
             warn!(
                 packet = other.name(),
@@ -105,6 +114,9 @@ pub(crate) async fn handshake(
         refuse(ctx, stream, ConnectReturnCode::NotAuthorized).await;
         return None;
     }
+    drop(query);
+    let mut connect = connect;
+    connect.password = None;
 
     let owner = Owner {
         connection_id,
@@ -181,4 +193,22 @@ async fn refuse(ctx: &BrokerContext, stream: &mut PacketStream, code: ConnectRet
     if stream.queue(&connack).is_ok() {
         let _ = tokio::time::timeout(Duration::from_secs(1), stream.close()).await;
     }
+}
+
+/// CONNECT with its strings copied out of the read buffer, so the connection does not pin that
+/// buffer for its whole life (the decoder slices without copying; this is the one place where a
+/// copy saves memory). The password is dropped after authentication.
+fn owned(mut connect: Box<Connect>) -> Box<Connect> {
+    let copy = |s: &ByteString| ByteString::from(s.to_string());
+    connect.client_id = copy(&connect.client_id);
+    connect.username = connect.username.as_ref().map(copy);
+    connect.password = connect
+        .password
+        .as_deref()
+        .map(bytes::Bytes::copy_from_slice);
+    if let Some(will) = connect.will.as_mut() {
+        will.topic = copy(&will.topic);
+        will.message = bytes::Bytes::copy_from_slice(&will.message);
+    }
+    connect
 }

@@ -59,7 +59,11 @@ impl Connection {
 
     /// Handles one packet from the client, queueing any answer in `stream`'s write buffer.
     /// Returns `Some(exit)` when the connection must end.
-    pub(crate) async fn handle(&mut self, packet: Packet, stream: &mut PacketStream) -> Option<Exit> {
+    pub(crate) async fn handle(
+        &mut self,
+        packet: Packet,
+        stream: &mut PacketStream,
+    ) -> Option<Exit> {
         Stats::add(&self.ctx.stats.packets_received, 1);
         let answer = match packet {
             Packet::Publish(publish) => return self.on_publish(publish, stream).await,
@@ -94,8 +98,14 @@ impl Connection {
                 Stats::add(&self.ctx.stats.protocol_errors, 1);
                 return Some(Exit::ProtocolError);
             }
-            other @ (Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp) => {
-                warn!(packet = other.name(), "server-to-client packet sent by a client");
+            other @ (Packet::ConnAck(_)
+            | Packet::SubAck(_)
+            | Packet::UnsubAck(_)
+            | Packet::PingResp) => {
+                warn!(
+                    packet = other.name(),
+                    "server-to-client packet sent by a client"
+                );
                 Stats::add(&self.ctx.stats.protocol_errors, 1);
                 return Some(Exit::ProtocolError);
             }
@@ -103,7 +113,13 @@ impl Connection {
         answer.and_then(|answer| queue(stream, &answer))
     }
 
-    fn query<'a>(&'a self, topic: &'a ByteString, action: Action, qos: QoS, retain: bool) -> TopicQuery<'a> {
+    fn query<'a>(
+        &'a self,
+        topic: &'a ByteString,
+        action: Action,
+        qos: QoS,
+        retain: bool,
+    ) -> TopicQuery<'a> {
         TopicQuery {
             client_id: &self.client_id,
             username: self.username.as_ref(),
@@ -146,10 +162,19 @@ impl Connection {
             username: self.username.as_deref(),
         };
         let event = |kind: fn(pb::MessageEvent) -> pb::event::Body, payload: bool| {
-            kind(emit::message_event(origin.client_id, origin.username, &message, payload))
+            kind(emit::message_event(
+                origin.client_id,
+                origin.username,
+                &message,
+                payload,
+            ))
         };
         let plugins = &self.ctx.plugins;
-        plugins.emit_message(pb::EventKind::MessageReceived, |p| event(pb::event::Body::MessageReceived, p), &message.topic);
+        plugins.emit_message(
+            pb::EventKind::MessageReceived,
+            |p| event(pb::event::Body::MessageReceived, p),
+            &message.topic,
+        );
         // Clients may not write the broker's own statistics.
         let allowed = !message.topic.starts_with("$SYS")
             && plugins
@@ -162,7 +187,11 @@ impl Connection {
             info!(topic = %message.topic, "publish denied: dropped");
             return None;
         }
-        plugins.emit_message(pb::EventKind::MessageBroadcast, |p| event(pb::event::Body::MessageBroadcast, p), &message.topic);
+        plugins.emit_message(
+            pb::EventKind::MessageBroadcast,
+            |p| event(pb::event::Body::MessageBroadcast, p),
+            &message.topic,
+        );
         dispatch::dispatch(&self.ctx, origin, &message).await;
         None
     }
@@ -170,11 +199,20 @@ impl Connection {
     /// SUBSCRIBE: the SUBSCRIBE check per filter (denied → 0x80, no retained replay, no event),
     /// SUBACK, `client_subscribed` per granted filter, then retained replay through the RECEIVE
     /// check.
-    async fn on_subscribe(&mut self, subscribe: Subscribe, stream: &mut PacketStream) -> Option<Exit> {
+    async fn on_subscribe(
+        &mut self,
+        subscribe: Subscribe,
+        stream: &mut PacketStream,
+    ) -> Option<Exit> {
         let mut return_codes = Vec::with_capacity(subscribe.filters.len());
         for (filter, qos) in &subscribe.filters {
             let query = self.query(filter, Action::Subscribe, *qos, false);
-            if self.ctx.plugins.check_topic(self.session.decisions(), &query).await {
+            if self
+                .ctx
+                .plugins
+                .check_topic(self.session.decisions(), &query)
+                .await
+            {
                 self.ctx.router.subscribe(&self.session, filter, *qos);
                 return_codes.push(SubscribeReturnCode::Success(*qos));
             } else {
@@ -189,10 +227,12 @@ impl Connection {
         if let Some(exit) = queue(stream, &suback) {
             return Some(exit);
         }
-        let granted = subscribe.filters.iter().zip(&return_codes).filter_map(|((filter, requested), code)| match code {
-            SubscribeReturnCode::Success(qos) => Some((filter, *requested, *qos)),
-            SubscribeReturnCode::Failure => None,
-        });
+        let granted = subscribe.filters.iter().zip(&return_codes).filter_map(
+            |((filter, requested), code)| match code {
+                SubscribeReturnCode::Success(qos) => Some((filter, *requested, *qos)),
+                SubscribeReturnCode::Failure => None,
+            },
+        );
         for (filter, requested, qos) in granted {
             self.ctx.plugins.emit(pb::EventKind::ClientSubscribed, || {
                 pb::event::Body::ClientSubscribed(pb::ClientSubscribed {
@@ -205,7 +245,9 @@ impl Connection {
             });
             // Retained replay ([MQTT-3.3.1-6]) goes through the session queue, so it is written
             // after the SUBACK queued above.
-            self.ctx.router.retained_matching(filter, &mut self.retained);
+            self.ctx
+                .router
+                .retained_matching(filter, &mut self.retained);
             for message in std::mem::take(&mut self.retained) {
                 if dispatch::may_receive(&self.ctx, &self.session, &message, qos).await {
                     let _ = self.session.deliver(message.for_subscriber(qos, true));
@@ -220,13 +262,15 @@ impl Connection {
     fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) -> Packet {
         for filter in &unsubscribe.filters {
             self.ctx.router.unsubscribe(&self.session, filter);
-            self.ctx.plugins.emit(pb::EventKind::ClientUnsubscribed, || {
-                pb::event::Body::ClientUnsubscribed(pb::ClientUnsubscribed {
-                    client_id: self.client_id.to_string(),
-                    username: self.username.as_ref().map(|u| u.to_string()),
-                    topic_filter: filter.to_string(),
-                })
-            });
+            self.ctx
+                .plugins
+                .emit(pb::EventKind::ClientUnsubscribed, || {
+                    pb::event::Body::ClientUnsubscribed(pb::ClientUnsubscribed {
+                        client_id: self.client_id.to_string(),
+                        username: self.username.as_ref().map(|u| u.to_string()),
+                        topic_filter: filter.to_string(),
+                    })
+                });
         }
         Packet::UnsubAck(unsubscribe.packet_id)
     }

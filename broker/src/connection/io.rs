@@ -11,8 +11,12 @@ use crate::session::Session;
 
 /// At most this many bytes of deliveries are encoded per loop turn, so reading is not starved.
 const WRITE_BATCH: usize = 64 * 1024;
-/// Spare capacity guaranteed before each socket read.
-const READ_RESERVE: usize = 4096;
+/// Below this much spare capacity, the read buffer is grown before reading.
+const MIN_SPARE: usize = 64;
+/// Smallest read reservation: what an idle connection holds.
+const READ_HINT_MIN: usize = 256;
+/// Largest read reservation, for clients that keep the socket full.
+const READ_HINT_MAX: usize = 64 * 1024;
 /// Buffers that grew beyond this (a burst, a large packet) are released once empty, so an idle
 /// connection holds no more than a small buffer.
 const BUFFER_KEEP: usize = 64 * 1024;
@@ -50,6 +54,8 @@ pub(crate) struct PacketStream {
     /// PUBLISH packets among them.
     pub(crate) publishes_out: u64,
     last_size: usize,
+    /// How much to reserve for the next read (adapts between the two bounds).
+    read_hint: usize,
     /// Packets and bytes per packet type (index: the type nibble) since the counters were last
     /// taken; flushed into `Stats::by_type` with the others.
     pub(crate) by_type: ByType,
@@ -87,6 +93,7 @@ impl PacketStream {
             packets_out: 0,
             publishes_out: 0,
             last_size: 0,
+            read_hint: READ_HINT_MIN,
             by_type: ByType::default(),
         }
     }
@@ -127,10 +134,19 @@ impl PacketStream {
         if self.read_buf.is_empty() && self.read_buf.capacity() > BUFFER_KEEP {
             self.read_buf = BytesMut::new();
         }
-        if self.read_buf.capacity() - self.read_buf.len() < READ_RESERVE / 4 {
-            self.read_buf.reserve(READ_RESERVE);
+        let spare = self.read_buf.capacity() - self.read_buf.len();
+        if spare < MIN_SPARE {
+            self.read_buf.reserve(self.read_hint);
         }
+        let spare = self.read_buf.capacity() - self.read_buf.len();
         let n = self.transport.read_buf(&mut self.read_buf).await?;
+        // Grow the next reservation while reads fill the buffer (a busy client), shrink it when
+        // they do not, so an idle connection keeps a small buffer and a busy one a large one.
+        self.read_hint = if n >= spare {
+            (self.read_hint * 2).min(READ_HINT_MAX)
+        } else {
+            (self.read_hint / 2).max(READ_HINT_MIN)
+        };
         self.bytes_in += n as u64;
         match (n, self.read_buf.is_empty()) {
             (0, true) => Ok(false),

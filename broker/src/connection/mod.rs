@@ -16,13 +16,12 @@ use tracing::{debug, info, warn};
 use crate::codec::v4::{Connect, LastWill};
 use crate::context::BrokerContext;
 use crate::dispatch;
-use midge_proto::plugin::v1 as pb;
 use crate::listener::{PeerInfo, Transport};
 use crate::message::Message;
 use crate::stats::Stats;
 pub use io::IoError;
 use io::PacketStream;
-
+use midge_proto::plugin::v1 as pb;
 
 /// How long a write may stay blocked (the client not reading) before the connection is closed;
 /// 1.5 × keepalive when that is longer.
@@ -100,7 +99,22 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
     };
     let connect_type = crate::codec::PacketType::Connect as u8;
     packet_events::received(&ctx, &source, connect_type, stream.last_size(), None);
-    let exit = run(&mut conn, &mut stream, &accepted.connect, &accepted.owner.kick, &source).await;
+    let exit = run(
+        &mut conn,
+        &mut stream,
+        &accepted.connect,
+        &accepted.owner.kick,
+        &source,
+    )
+    .await;
+    // Offline first, so nothing published from here on is queued as if the client were online.
+    if ctx
+        .sessions
+        .detach(&accepted.session, accepted.owner.connection_id)
+        == Some(true)
+    {
+        ctx.router.remove_session(&accepted.session);
+    }
     // Best effort, bounded: a client that stopped reading gets no more time.
     let _ = tokio::time::timeout(CLOSE_GRACE, stream.close()).await;
     flush_counters(&ctx, &mut stream);
@@ -116,16 +130,13 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
         Exit::Disconnect | Exit::Closed | Exit::Shutdown => debug!(?exit, "disconnected"),
         _ => info!(?exit, "disconnected"),
     }
-    let will = accepted.connect.will.as_ref().filter(|_| exit.publishes_will());
+    let will = accepted
+        .connect
+        .will
+        .as_ref()
+        .filter(|_| exit.publishes_will());
     if let Some(will) = will {
         publish_will(&ctx, will).await;
-    }
-    if ctx
-        .sessions
-        .detach(&accepted.session, accepted.owner.connection_id)
-        == Some(true)
-    {
-        ctx.router.remove_session(&accepted.session);
     }
     accepted.owner.done.cancel();
     ctx.plugins.emit(pb::EventKind::ClientDisconnected, || {
@@ -223,7 +234,11 @@ async fn run(
 fn kicked(conn: &inbound::Connection) -> Exit {
     if conn.ctx().shutdown.is_cancelled() {
         Exit::Shutdown
-    } else if conn.session().owner().is_some_and(|o| o.kick.is_cancelled()) {
+    } else if conn
+        .session()
+        .owner()
+        .is_some_and(|o| o.kick.is_cancelled())
+    {
         Exit::Kicked
     } else {
         Exit::TakenOver
@@ -255,8 +270,14 @@ fn flush_counters(ctx: &BrokerContext, stream: &mut PacketStream) {
         std::mem::take(&mut stream.bytes_in),
     );
     Stats::add(&ctx.stats.bytes_sent, std::mem::take(&mut stream.bytes_out));
-    Stats::add(&ctx.stats.packets_sent, std::mem::take(&mut stream.packets_out));
-    Stats::add(&ctx.stats.publish_sent, std::mem::take(&mut stream.publishes_out));
+    Stats::add(
+        &ctx.stats.packets_sent,
+        std::mem::take(&mut stream.packets_out),
+    );
+    Stats::add(
+        &ctx.stats.publish_sent,
+        std::mem::take(&mut stream.publishes_out),
+    );
     let (local, global) = (std::mem::take(&mut stream.by_type), &ctx.stats.by_type);
     for index in 1..16 {
         Stats::add(&global.packets_received[index], local.packets_in[index]);

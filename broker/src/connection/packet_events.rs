@@ -34,14 +34,25 @@ pub(crate) fn wants_received_bytes(ctx: &BrokerContext) -> bool {
 }
 
 /// A packet of type `type_nibble` and `size` bytes arrived (`raw`: its bytes, when kept).
-pub(crate) fn received(ctx: &BrokerContext, source: &PacketSource, type_nibble: u8, size: usize, raw: Option<&[u8]>) {
+pub(crate) fn received(
+    ctx: &BrokerContext,
+    source: &PacketSource,
+    type_nibble: u8,
+    size: usize,
+    raw: Option<&[u8]>,
+) {
     if !ctx.plugins.wants(pb::EventKind::PacketReceived) {
         return;
     }
-    ctx.plugins.emit_packet(pb::EventKind::PacketReceived, |with_bytes| {
-        let raw = if with_bytes { raw.unwrap_or_default() } else { &[] };
-        pb::event::Body::PacketReceived(source.event(type_nibble, size, raw))
-    });
+    ctx.plugins
+        .emit_packet(pb::EventKind::PacketReceived, |with_bytes| {
+            let raw = if with_bytes {
+                raw.unwrap_or_default()
+            } else {
+                &[]
+            };
+            pb::event::Body::PacketReceived(source.event(type_nibble, size, raw))
+        });
 }
 
 /// `bytes` (whole encoded packets) are about to be written: one event per packet.
@@ -51,11 +62,14 @@ pub(crate) fn sent(ctx: &BrokerContext, source: &PacketSource, mut bytes: &[u8])
     }
     while let Ok(Some(header)) = parse_fixed_header(bytes) {
         let size = usize::from(header.header_len) + header.remaining_length as usize;
-        let Some(packet) = bytes.get(..size) else { break };
-        ctx.plugins.emit_packet(pb::EventKind::PacketSent, |with_bytes| {
-            let raw = if with_bytes { packet } else { &[] };
-            pb::event::Body::PacketSent(source.event(header.type_nibble(), size, raw))
-        });
+        let Some(packet) = bytes.get(..size) else {
+            break;
+        };
+        ctx.plugins
+            .emit_packet(pb::EventKind::PacketSent, |with_bytes| {
+                let raw = if with_bytes { packet } else { &[] };
+                pb::event::Body::PacketSent(source.event(header.type_nibble(), size, raw))
+            });
         bytes = &bytes[size..];
     }
 }

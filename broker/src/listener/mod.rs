@@ -320,7 +320,9 @@ async fn connect<H, F>(
     H: Fn(Transport, PeerInfo) -> F,
     F: Future<Output = ()>,
 {
-    let handshake = tokio::time::timeout_at(peer.connect_deadline, handshake.run(stream));
+    // Boxed: the TLS and WebSocket handshake states are large (tens of KB with rustls), and an
+    // unboxed future would keep that space in every connection's task for its whole life.
+    let handshake = tokio::time::timeout_at(peer.connect_deadline, Box::pin(handshake.run(stream)));
     let done = tokio::select! {
         biased;
         () = shutdown.cancelled() => {

@@ -70,7 +70,9 @@ impl Breaker {
         let mut state = self.state.lock();
         match *state {
             State::Closed { failures } if failures + 1 < self.threshold => {
-                *state = State::Closed { failures: failures + 1 };
+                *state = State::Closed {
+                    failures: failures + 1,
+                };
                 false
             }
             State::Open { .. } => false,

@@ -40,7 +40,14 @@ impl TopicCache {
     }
 
     /// Caches `vote` for `ttl`.
-    pub fn put(&self, plugin: u16, action: Action, topic: ByteString, vote: PluginVote, ttl: Duration) {
+    pub fn put(
+        &self,
+        plugin: u16,
+        action: Action,
+        topic: ByteString,
+        vote: PluginVote,
+        ttl: Duration,
+    ) {
         let now = Instant::now();
         let mut entries = self.entries.lock();
         if entries.len() >= TOPIC_CACHE_CAPACITY {
@@ -155,8 +162,17 @@ mod tests {
     async fn topic_entries_expire() {
         let cache = TopicCache::default();
         let topic = ByteString::from("a/b");
-        cache.put(0, Action::Publish, topic.clone(), PluginVote::Allow, Duration::from_secs(2));
-        assert_eq!(cache.get(0, Action::Publish, &topic), Some(PluginVote::Allow));
+        cache.put(
+            0,
+            Action::Publish,
+            topic.clone(),
+            PluginVote::Allow,
+            Duration::from_secs(2),
+        );
+        assert_eq!(
+            cache.get(0, Action::Publish, &topic),
+            Some(PluginVote::Allow)
+        );
         assert_eq!(cache.get(1, Action::Publish, &topic), None, "other plugin");
         assert_eq!(cache.get(0, Action::Receive, &topic), None, "other action");
         tokio::time::advance(Duration::from_secs(2)).await;
@@ -179,7 +195,11 @@ mod tests {
         assert_eq!(cache.get(&cache.key(0, &request(b"px", "tcp"))), None);
         assert_eq!(cache.get(&cache.key(0, &request(b"pw", "tls"))), None);
         cache.invalidate(1, None, None);
-        assert_eq!(cache.get(&right), Some(PluginVote::Allow), "another plugin's invalidation");
+        assert_eq!(
+            cache.get(&right),
+            Some(PluginVote::Allow),
+            "another plugin's invalidation"
+        );
         cache.invalidate(0, None, Some("u"));
         assert_eq!(cache.get(&right), None);
     }

@@ -12,10 +12,10 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tracing::{debug, info, warn};
 
+use super::PluginError;
 use super::breaker::{Breaker, BreakerState};
 use super::decision::{PluginVote, vote_from_pb};
 use super::events::EventPipeline;
-use super::PluginError;
 use crate::config::{Fallback, PluginConfig};
 
 /// How a call failed, which selects the fallback.
@@ -93,7 +93,12 @@ pub struct Plugin {
 
 impl Plugin {
     /// Builds the plugin's lazy channel. Nothing connects until the first call.
-    pub(crate) fn new(index: u16, alias: &str, config: PluginConfig, pipeline: Arc<EventPipeline>) -> Result<Self, PluginError> {
+    pub(crate) fn new(
+        index: u16,
+        alias: &str,
+        config: PluginConfig,
+        pipeline: Arc<EventPipeline>,
+    ) -> Result<Self, PluginError> {
         let bad = |reason: String| PluginError::Endpoint {
             alias: alias.to_string(),
             reason,
@@ -113,7 +118,11 @@ impl Plugin {
         // With `events` in the config the interest is known before the plugin is reached, so
         // events (the start events included) queue for it while it is still down.
         if let Some(kinds) = super::configured_kinds(&config) {
-            pipeline.set_interest(kinds, config.topics.clone().unwrap_or_default(), config.payload.unwrap_or(true));
+            pipeline.set_interest(
+                kinds,
+                config.topics.clone().unwrap_or_default(),
+                config.payload.unwrap_or(true),
+            );
         }
         Ok(Plugin {
             index,
@@ -214,15 +223,23 @@ impl Plugin {
         let response = match tokio::time::timeout(deadline, client.describe(request)).await {
             Err(_) => return Err(Status::deadline_exceeded("Describe timed out")),
             Ok(Ok(response)) => response.into_inner(),
-            Ok(Err(status)) if status.code() == Code::Unimplemented => pb::DescribeResponse::default(),
+            Ok(Err(status)) if status.code() == Code::Unimplemented => {
+                pb::DescribeResponse::default()
+            }
             Ok(Err(status)) => return Err(status),
         };
-        let kinds = super::configured_kinds(&self.config).unwrap_or_else(|| response.events().collect());
-        let topics = self.config.topics.clone().unwrap_or_else(|| response.topic_filters.clone());
+        let kinds =
+            super::configured_kinds(&self.config).unwrap_or_else(|| response.events().collect());
+        let topics = self
+            .config
+            .topics
+            .clone()
+            .unwrap_or_else(|| response.topic_filters.clone());
         let payload = self.config.payload.unwrap_or(!response.omit_payload);
         self.pipeline.set_interest(kinds, topics, payload);
         info!(alias = %self.alias, name = %response.name, version = %response.version, "plugin described");
-        self.packet_bytes.store(response.packet_bytes, Ordering::Relaxed);
+        self.packet_bytes
+            .store(response.packet_bytes, Ordering::Relaxed);
         *self.describe.lock() = Some(response);
         self.described.store(true, Ordering::Release);
         self.described_notify.notify_waiters();
@@ -275,7 +292,10 @@ impl Plugin {
 
     /// Runs one unary call: breaker first, then the hard deadline (`tokio::time::timeout`, which
     /// is what triggers `on-timeout`; the same deadline travels as `grpc-timeout`).
-    async fn call<T>(&self, call: impl Future<Output = Result<T, Status>>) -> Result<T, FailureClass> {
+    async fn call<T>(
+        &self,
+        call: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, FailureClass> {
         bump(&self.stats.calls);
         if !self.breaker.try_acquire() {
             return Err(FailureClass::Unavailable);
@@ -283,7 +303,9 @@ impl Plugin {
         let started = tokio::time::Instant::now();
         let outcome = tokio::time::timeout(self.config.timeout, call).await;
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.stats.latency_us_total.fetch_add(micros, Ordering::Relaxed);
+        self.stats
+            .latency_us_total
+            .fetch_add(micros, Ordering::Relaxed);
         let failure = match outcome {
             Ok(Ok(value)) => {
                 self.stats.latency.record(started.elapsed());
@@ -313,7 +335,11 @@ impl Plugin {
     }
 
     /// Turns a call result into the vote the chain counts, counting and logging fallbacks.
-    fn answer(&self, what: &'static str, result: Result<(PluginVote, i64), FailureClass>) -> Answer {
+    fn answer(
+        &self,
+        what: &'static str,
+        result: Result<(PluginVote, i64), FailureClass>,
+    ) -> Answer {
         match result {
             Ok((vote, ttl_ms)) => {
                 bump(match vote {
@@ -321,7 +347,10 @@ impl Plugin {
                     PluginVote::Deny(_) => &self.stats.denies,
                     _ => &self.stats.ignores,
                 });
-                let cache_for = u64::try_from(ttl_ms).ok().filter(|&ms| ms > 0).map(Duration::from_millis);
+                let cache_for = u64::try_from(ttl_ms)
+                    .ok()
+                    .filter(|&ms| ms > 0)
+                    .map(Duration::from_millis);
                 Answer { vote, cache_for }
             }
             Err(class) => {
@@ -339,10 +368,16 @@ impl Plugin {
                 warn!(alias = %self.alias, call = what, failure = ?class, ?fallback, "plugin call failed: fallback taken");
                 let vote = match fallback {
                     Fallback::Allow => PluginVote::Allow,
-                    Fallback::Deny => PluginVote::Deny(format!("plugin `{}` {class:?} (fallback deny)", self.alias)),
+                    Fallback::Deny => PluginVote::Deny(format!(
+                        "plugin `{}` {class:?} (fallback deny)",
+                        self.alias
+                    )),
                     Fallback::Ignore => PluginVote::Absent,
                 };
-                Answer { vote, cache_for: None }
+                Answer {
+                    vote,
+                    cache_for: None,
+                }
             }
         }
     }

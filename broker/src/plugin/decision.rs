@@ -148,7 +148,10 @@ mod tests {
     #[test]
     fn wire_verdicts() {
         assert_eq!(vote_from_pb(pb::Verdict::Allow as i32, ""), Some(Allow));
-        assert_eq!(vote_from_pb(pb::Verdict::Deny as i32, "x"), Some(Deny("x".into())));
+        assert_eq!(
+            vote_from_pb(pb::Verdict::Deny as i32, "x"),
+            Some(Deny("x".into()))
+        );
         assert_eq!(vote_from_pb(pb::Verdict::Ignore as i32, ""), Some(Ignore));
         assert_eq!(vote_from_pb(pb::Verdict::Continue as i32, ""), None);
         assert_eq!(vote_from_pb(0, ""), None);

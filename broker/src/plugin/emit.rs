@@ -37,7 +37,11 @@ pub fn lifecycle() -> pb::BrokerLifecycle {
 pub fn message(message: &Message, payload: bool) -> pb::Message {
     pb::Message {
         topic: message.topic.to_string(),
-        payload: if payload { message.payload.to_vec() } else { Vec::new() },
+        payload: if payload {
+            message.payload.to_vec()
+        } else {
+            Vec::new()
+        },
         payload_size: u32::try_from(message.payload.len()).unwrap_or(u32::MAX),
         qos: message.qos as u32,
         retain: message.retain,
@@ -46,7 +50,12 @@ pub fn message(message: &Message, payload: bool) -> pb::Message {
 }
 
 /// A message event body for `client_id` (empty for broker-originated messages).
-pub fn message_event(client_id: &str, username: Option<&str>, msg: &Message, payload: bool) -> pb::MessageEvent {
+pub fn message_event(
+    client_id: &str,
+    username: Option<&str>,
+    msg: &Message,
+    payload: bool,
+) -> pb::MessageEvent {
     pb::MessageEvent {
         client_id: client_id.to_string(),
         username: username.map(str::to_string),

@@ -41,7 +41,8 @@ use events::{EventPipeline, Overflow, PipelineHooks, PipelineSettings};
 /// controls are dropped with a warning (a plugin can send them again).
 const CONTROL_QUEUE: usize = 1024;
 /// Backoff between `Describe` attempts while a plugin is down: from the first to the last value.
-const DESCRIBE_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
+const DESCRIBE_BACKOFF: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(10));
 
 /// Why the plugin manager could not be built or started.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +122,9 @@ pub struct PluginManager {
 impl PluginManager {
     /// Builds every plugin's lazy channel and pipeline from `config`. Returns the manager and
     /// the receiving end of the control queue, which the broker drains.
-    pub fn new(config: &Config) -> Result<(PluginManager, mpsc::Receiver<ControlRequest>), PluginError> {
+    pub fn new(
+        config: &Config,
+    ) -> Result<(PluginManager, mpsc::Receiver<ControlRequest>), PluginError> {
         let mut plugins = Vec::with_capacity(config.plugins.len());
         for (index, (alias, plugin)) in config.plugins.iter().enumerate() {
             let settings = PipelineSettings {
@@ -135,12 +138,22 @@ impl PluginManager {
             };
             let pipeline = EventPipeline::new(Arc::from(alias.as_str()), settings);
             let index = u16::try_from(index).unwrap_or(u16::MAX);
-            plugins.push(Arc::new(Plugin::new(index, alias, plugin.clone(), pipeline)?));
+            plugins.push(Arc::new(Plugin::new(
+                index,
+                alias,
+                plugin.clone(),
+                pipeline,
+            )?));
         }
         let chain = |aliases: &[String]| -> Vec<Arc<Plugin>> {
             aliases
                 .iter()
-                .filter_map(|alias| plugins.iter().find(|p| &**p.alias() == alias.as_str()).cloned())
+                .filter_map(|alias| {
+                    plugins
+                        .iter()
+                        .find(|p| &**p.alias() == alias.as_str())
+                        .cloned()
+                })
                 .collect()
         };
         let auth_chain = chain(&config.auth.plugins);
@@ -173,7 +186,12 @@ impl PluginManager {
     /// connection) and, once the plugin wants events, its event stream.
     pub fn start(&self, tracker: &TaskTracker, shutdown: &CancellationToken) {
         for plugin in &self.plugins {
-            tracker.spawn(supervise(plugin.clone(), self.controls.clone(), tracker.clone(), shutdown.clone()));
+            tracker.spawn(supervise(
+                plugin.clone(),
+                self.controls.clone(),
+                tracker.clone(),
+                shutdown.clone(),
+            ));
         }
     }
 
@@ -183,7 +201,10 @@ impl PluginManager {
         for plugin in self.plugins.iter().filter(|p| p.config().mandatory) {
             let timeout = plugin.config().startup_timeout;
             info!(alias = %plugin.alias(), ?timeout, "waiting for mandatory plugin");
-            if tokio::time::timeout(timeout, plugin.wait_described()).await.is_err() {
+            if tokio::time::timeout(timeout, plugin.wait_described())
+                .await
+                .is_err()
+            {
                 return Err(PluginError::MandatoryUnavailable {
                     alias: plugin.alias().to_string(),
                     timeout,
@@ -259,7 +280,13 @@ impl PluginManager {
             let answers = join_all(missing.iter().map(|p| p.check_topic(request.clone()))).await;
             for (plugin, answer) in missing.iter().zip(answers) {
                 if let Some(ttl) = answer.cache_for {
-                    cache.put(plugin.index(), query.action, query.topic.clone(), answer.vote.clone(), ttl);
+                    cache.put(
+                        plugin.index(),
+                        query.action,
+                        query.topic.clone(),
+                        answer.vote.clone(),
+                        ttl,
+                    );
                 }
                 votes.push(answer.vote);
             }
@@ -274,7 +301,8 @@ impl PluginManager {
     /// Forgets cached authentication decisions for a client id and/or user name.
     pub fn invalidate_auth(&self, alias: &str, client_id: Option<&str>, username: Option<&str>) {
         if let Some(plugin) = self.plugin(alias) {
-            self.auth_cache.invalidate(plugin.index(), client_id, username);
+            self.auth_cache
+                .invalidate(plugin.index(), client_id, username);
         }
     }
 
@@ -317,7 +345,9 @@ impl PluginManager {
     pub fn emit_packet(&self, kind: pb::EventKind, make: impl Fn(bool) -> pb::event::Body) {
         for plugin in &self.plugins {
             if plugin.pipeline().wants(kind) {
-                plugin.pipeline().push(emit::event(make(plugin.wants_packet_bytes())));
+                plugin
+                    .pipeline()
+                    .push(emit::event(make(plugin.wants_packet_bytes())));
             }
         }
         if self.watch.is_watched() {
@@ -352,7 +382,12 @@ impl PluginManager {
     /// Sends a lifecycle event to every plugin that wants it and waits, until `deadline`, for the
     /// acks of those that are connected (aMQTT awaits start and shutdown events). A plugin that
     /// is down gets the event queued for when it returns, without holding up the broker.
-    pub async fn emit_and_wait(&self, kind: pb::EventKind, body: pb::event::Body, deadline: tokio::time::Instant) {
+    pub async fn emit_and_wait(
+        &self,
+        kind: pb::EventKind,
+        body: pb::event::Body,
+        deadline: tokio::time::Instant,
+    ) {
         if self.watch.is_watched() {
             self.watch.send(emit::event(body.clone()));
         }
@@ -401,7 +436,12 @@ pub(crate) fn configured_kinds(config: &crate::config::PluginConfig) -> Option<V
 
 /// One plugin's lifecycle: describe (with backoff) until it answers, start its event stream the
 /// first time it wants events, and describe again whenever a call saw the connection drop.
-async fn supervise(plugin: Arc<Plugin>, controls: mpsc::Sender<ControlRequest>, tracker: TaskTracker, shutdown: CancellationToken) {
+async fn supervise(
+    plugin: Arc<Plugin>,
+    controls: mpsc::Sender<ControlRequest>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
     let mut stream_started = false;
     loop {
         let mut backoff = DESCRIBE_BACKOFF.0;
@@ -434,7 +474,12 @@ async fn supervise(plugin: Arc<Plugin>, controls: mpsc::Sender<ControlRequest>, 
                 plugin: plugin.clone(),
                 controls: controls.clone(),
             });
-            tracker.spawn(plugin.pipeline().clone().run(plugin.channel(), hooks, shutdown.clone()));
+            tracker.spawn(
+                plugin
+                    .pipeline()
+                    .clone()
+                    .run(plugin.channel(), hooks, shutdown.clone()),
+            );
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -49,7 +49,14 @@ impl Router {
             self.retained.clear(&message.topic);
             Some(false)
         } else {
-            self.retained.store(message.clone());
+            // A copy, so a long-lived retained message does not pin the whole read buffer it
+            // was sliced from.
+            self.retained.store(Message {
+                topic: ByteString::from(message.topic.to_string()),
+                payload: bytes::Bytes::copy_from_slice(&message.payload),
+                qos: message.qos,
+                retain: true,
+            });
             Some(true)
         }
     }
@@ -63,7 +70,11 @@ impl Router {
         tree.for_each_match(&message.topic, &mut |s| hits.push(s));
         dedup_by_session(&mut hits);
         hits.iter()
-            .filter(|hit| hit.session.deliver(message.for_subscriber(hit.qos, false)).is_ok())
+            .filter(|hit| {
+                hit.session
+                    .deliver(message.for_subscriber(hit.qos, false))
+                    .is_ok()
+            })
             .count()
     }
 
