@@ -10,7 +10,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use midge_tests::{MqttClient, TempDir, TestBroker};
+pub use midge_tests::{MqttClient, TempDir, TestBroker, within};
 use rumqttc::{ConnectReturnCode, ConnectionError, MqttOptions};
 
 /// How long a plugin may take from spawn to `plugin listening` (the first start of a debug
