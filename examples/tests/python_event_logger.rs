@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::process::Command;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use common::{
@@ -20,37 +18,13 @@ use rumqttc::QoS::AtLeastOnce;
 use serde_json::Value;
 use tokio_stream::wrappers::ReceiverStream;
 
-/// Runs `setup.sh` once per test process. `false`: python3 is missing (and not under CI).
-fn setup() -> bool {
-    static DONE: Mutex<Option<bool>> = Mutex::new(None);
-    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
-    *done.get_or_insert_with(|| {
-        if midge_tests::require_tool("python3").is_none() {
-            return false;
-        }
-        let script = common::examples_dir().join("python-event-logger/setup.sh");
-        let out = Command::new(&script).output().expect("running setup.sh");
-        assert!(
-            out.status.success(),
-            "{} failed:\n{}{}",
-            script.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        true
-    })
-}
-
 fn start_plugin(args: &[&str]) -> PluginProcess {
-    let mut cmd = Command::new(common::examples_dir().join("python-event-logger/run.sh"));
-    cmd.args(args)
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"]);
-    PluginProcess::spawn(cmd)
+    common::start_python(args)
 }
 
 #[tokio::test]
 async fn authenticates_listed_users_and_logs_broker_events() {
-    if !setup() {
+    if !common::python_setup() {
         return;
     }
     let dir = TempDir::new();
@@ -131,7 +105,7 @@ fn batch(stream_id: &str, seqs: &[u64]) -> pb::EventBatch {
 
 #[tokio::test]
 async fn drops_duplicates_per_stream_and_acks_cumulatively() {
-    if !setup() {
+    if !common::python_setup() {
         return;
     }
     let dir = TempDir::new();

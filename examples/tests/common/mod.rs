@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
 
 pub use midge_tests::{MqttClient, TempDir, TestBroker, within};
@@ -265,4 +266,34 @@ pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
+}
+
+/// Runs `setup.sh` once per test process. `false`: python3 is missing (and not under CI).
+pub fn python_setup() -> bool {
+    static DONE: Mutex<Option<bool>> = Mutex::new(None);
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    *done.get_or_insert_with(|| {
+        if midge_tests::require_tool("python3").is_none() {
+            return false;
+        }
+        let script = examples_dir().join("python-event-logger/setup.sh");
+        let out = Command::new(&script).output().expect("running setup.sh");
+        assert!(
+            out.status.success(),
+            "{} failed:\n{}{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        true
+    })
+}
+
+/// Starts the Python plugin through `run.sh` with `args` plus `--listen 127.0.0.1:0
+/// --log-format json`.
+pub fn start_python(args: &[&str]) -> PluginProcess {
+    let mut cmd = Command::new(examples_dir().join("python-event-logger/run.sh"));
+    cmd.args(args)
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"]);
+    PluginProcess::spawn(cmd)
 }
