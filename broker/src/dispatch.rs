@@ -10,6 +10,7 @@ use crate::codec::QoS;
 use crate::context::BrokerContext;
 use crate::message::Message;
 use crate::plugin::TopicQuery;
+use crate::plugin::cache::TopicCache;
 use crate::plugin::decision::Action;
 use crate::plugin::emit;
 use crate::session::Session;
@@ -49,6 +50,12 @@ pub async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message
     if !ctx.plugins.topic_check_enabled() {
         return ctx.router.fan_out(message);
     }
+    // Boxed, so the checked path's state stays out of the publishing connection's task.
+    Box::pin(fan_out_checked(ctx, message)).await
+}
+
+/// Fan-out with a RECEIVE check per subscriber (checks run concurrently).
+async fn fan_out_checked(ctx: &BrokerContext, message: &Message) -> usize {
     let mut targets: Vec<(Arc<Session>, QoS)> = Vec::new();
     ctx.router.subscribers(&message.topic, &mut targets);
     let checks = targets
@@ -64,6 +71,19 @@ pub async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message
     receivers
 }
 
+/// Runs the topic-check chain for `query`: answered from `cache` without awaiting when it can
+/// be, else through the plugins (boxed: that state is large and only needed on a miss).
+pub async fn topic_allowed(
+    ctx: &BrokerContext,
+    cache: &TopicCache,
+    query: &TopicQuery<'_>,
+) -> bool {
+    match ctx.plugins.cached_topic_verdict(cache, query) {
+        Some(allowed) => allowed,
+        None => Box::pin(ctx.plugins.check_topic(cache, query)).await,
+    }
+}
+
 /// The RECEIVE check of `session` for `message` delivered under a subscription granted
 /// `granted` (also used for retained replay). The plugin sees the delivery QoS.
 pub async fn may_receive(
@@ -75,6 +95,16 @@ pub async fn may_receive(
     if !ctx.plugins.topic_check_enabled() {
         return true;
     }
+    // Boxed, so connections without topic checks carry none of this state.
+    Box::pin(receive_checked(ctx, session, message, granted)).await
+}
+
+async fn receive_checked(
+    ctx: &BrokerContext,
+    session: &Session,
+    message: &Message,
+    granted: QoS,
+) -> bool {
     let (username, listener) = session.with_state(|st| (st.username.clone(), st.listener.clone()));
     let query = TopicQuery {
         client_id: session.client_id(),
@@ -85,5 +115,5 @@ pub async fn may_receive(
         retain: message.retain,
         listener: &listener,
     };
-    ctx.plugins.check_topic(session.decisions(), &query).await
+    topic_allowed(ctx, session.decisions(), &query).await
 }

@@ -177,12 +177,12 @@ impl Connection {
         );
         // Clients may not write the broker's own statistics.
         let allowed = !message.topic.starts_with("$SYS")
-            && plugins
-                .check_topic(
-                    self.session.decisions(),
-                    &self.query(&message.topic, Action::Publish, message.qos, message.retain),
-                )
-                .await;
+            && dispatch::topic_allowed(
+                &self.ctx,
+                self.session.decisions(),
+                &self.query(&message.topic, Action::Publish, message.qos, message.retain),
+            )
+            .await;
         if !allowed {
             info!(topic = %message.topic, "publish denied: dropped");
             return None;
@@ -207,12 +207,7 @@ impl Connection {
         let mut return_codes = Vec::with_capacity(subscribe.filters.len());
         for (filter, qos) in &subscribe.filters {
             let query = self.query(filter, Action::Subscribe, *qos, false);
-            if self
-                .ctx
-                .plugins
-                .check_topic(self.session.decisions(), &query)
-                .await
-            {
+            if dispatch::topic_allowed(&self.ctx, self.session.decisions(), &query).await {
                 self.ctx.router.subscribe(&self.session, filter, *qos);
                 return_codes.push(SubscribeReturnCode::Success(*qos));
             } else {

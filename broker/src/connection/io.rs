@@ -65,10 +65,10 @@ pub(crate) struct PacketStream {
 /// [`crate::stats::PacketTypeCounters`].
 #[derive(Debug, Default)]
 pub(crate) struct ByType {
-    pub(crate) packets_in: [u64; 16],
-    pub(crate) bytes_in: [u64; 16],
-    pub(crate) packets_out: [u64; 16],
-    pub(crate) bytes_out: [u64; 16],
+    pub(crate) packets_in: [u32; 16],
+    pub(crate) bytes_in: [u32; 16],
+    pub(crate) packets_out: [u32; 16],
+    pub(crate) bytes_out: [u32; 16],
 }
 
 impl std::fmt::Debug for PacketStream {
@@ -106,8 +106,9 @@ impl PacketStream {
         self.last_size = before - self.read_buf.len();
         if let Some(packet) = &packet {
             let index = packet.packet_type() as usize;
-            self.by_type.packets_in[index] += 1;
-            self.by_type.bytes_in[index] += self.last_size as u64;
+            self.by_type.packets_in[index] = self.by_type.packets_in[index].saturating_add(1);
+            self.by_type.bytes_in[index] =
+                self.by_type.bytes_in[index].saturating_add(saturate(self.last_size));
         }
         Ok(packet)
     }
@@ -176,8 +177,9 @@ impl PacketStream {
         v4::encode(packet, &mut self.write_buf)?;
         self.packets_out += 1;
         let index = packet.packet_type() as usize;
-        self.by_type.packets_out[index] += 1;
-        self.by_type.bytes_out[index] += (self.write_buf.len() - before) as u64;
+        self.by_type.packets_out[index] = self.by_type.packets_out[index].saturating_add(1);
+        self.by_type.bytes_out[index] =
+            self.by_type.bytes_out[index].saturating_add(saturate(self.write_buf.len() - before));
         Ok(())
     }
 
@@ -188,8 +190,10 @@ impl PacketStream {
         self.packets_out += n;
         self.publishes_out += n;
         let index = PacketType::Publish as usize;
-        self.by_type.packets_out[index] += n;
-        self.by_type.bytes_out[index] += (self.write_buf.len() - before) as u64;
+        self.by_type.packets_out[index] =
+            self.by_type.packets_out[index].saturating_add(saturate(n as usize));
+        self.by_type.bytes_out[index] =
+            self.by_type.bytes_out[index].saturating_add(saturate(self.write_buf.len() - before));
     }
 
     /// Writes the whole write buffer to the socket.
@@ -216,4 +220,10 @@ impl PacketStream {
         let _ = self.flush().await;
         let _ = self.transport.shutdown().await;
     }
+}
+
+/// `n` as a per-turn counter value (counters are flushed every loop turn, so this never
+/// saturates in practice).
+fn saturate(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }

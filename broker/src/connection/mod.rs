@@ -74,7 +74,9 @@ impl Exit {
 /// Serves one accepted transport until it closes. Never panics on peer input.
 pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo) {
     let mut stream = PacketStream::new(transport, ctx.config.limits.max_packet_size);
-    let Some(accepted) = handshake::handshake(&ctx, &mut stream, &peer).await else {
+    // Boxed: the CONNECT phase (authentication calls included) is large and over quickly, so it
+    // does not stay in the connection task's memory.
+    let Some(accepted) = Box::pin(handshake::handshake(&ctx, &mut stream, &peer)).await else {
         flush_counters(&ctx, &mut stream);
         return;
     };
@@ -280,9 +282,18 @@ fn flush_counters(ctx: &BrokerContext, stream: &mut PacketStream) {
     );
     let (local, global) = (std::mem::take(&mut stream.by_type), &ctx.stats.by_type);
     for index in 1..16 {
-        Stats::add(&global.packets_received[index], local.packets_in[index]);
-        Stats::add(&global.bytes_received[index], local.bytes_in[index]);
-        Stats::add(&global.packets_sent[index], local.packets_out[index]);
-        Stats::add(&global.bytes_sent[index], local.bytes_out[index]);
+        Stats::add(
+            &global.packets_received[index],
+            u64::from(local.packets_in[index]),
+        );
+        Stats::add(
+            &global.bytes_received[index],
+            u64::from(local.bytes_in[index]),
+        );
+        Stats::add(
+            &global.packets_sent[index],
+            u64::from(local.packets_out[index]),
+        );
+        Stats::add(&global.bytes_sent[index], u64::from(local.bytes_out[index]));
     }
 }

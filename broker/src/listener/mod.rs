@@ -320,29 +320,35 @@ async fn connect<H, F>(
     H: Fn(Transport, PeerInfo) -> F,
     F: Future<Output = ()>,
 {
-    // Boxed: the TLS and WebSocket handshake states are large (tens of KB with rustls), and an
-    // unboxed future would keep that space in every connection's task for its whole life.
-    let handshake = tokio::time::timeout_at(peer.connect_deadline, Box::pin(handshake.run(stream)));
-    let done = tokio::select! {
-        biased;
-        () = shutdown.cancelled() => {
-            debug!("shutdown during transport handshake");
-            return;
-        }
-        res = handshake => res,
-    };
-    let transport = match done {
-        Ok(Ok((transport, tls_subject))) => {
-            peer.tls_subject = tls_subject;
-            transport
-        }
-        Ok(Err(error)) => {
-            debug!(%error, "transport handshake failed");
-            return;
-        }
-        Err(_) => {
-            debug!("transport handshake timed out");
-            return;
+    let transport = if matches!(*handshake, Handshake::Tcp) {
+        Box::new(stream) as Transport
+    } else {
+        // Boxed: the TLS and WebSocket handshake states are large (about 10 KB with rustls), and
+        // an unboxed future would keep that space in every connection's task for its whole
+        // life (plain TCP skips the allocation altogether).
+        let handshake =
+            tokio::time::timeout_at(peer.connect_deadline, Box::pin(handshake.run(stream)));
+        let done = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => {
+                debug!("shutdown during transport handshake");
+                return;
+            }
+            res = handshake => res,
+        };
+        match done {
+            Ok(Ok((transport, tls_subject))) => {
+                peer.tls_subject = tls_subject;
+                transport
+            }
+            Ok(Err(error)) => {
+                debug!(%error, "transport handshake failed");
+                return;
+            }
+            Err(_) => {
+                debug!("transport handshake timed out");
+                return;
+            }
         }
     };
     handler(transport, peer).await;

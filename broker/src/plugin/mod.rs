@@ -26,6 +26,7 @@ use std::time::Duration;
 use bytestring::ByteString;
 use futures_util::future::join_all;
 use midge_proto::plugin::v1 as pb;
+use smallvec::SmallVec;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -236,7 +237,7 @@ impl PluginManager {
             }
             answer.vote
         });
-        let votes = join_all(asks).await;
+        let votes = Box::pin(join_all(asks)).await;
         combine_auth(std::iter::once(anonymous).chain(votes))
     }
 
@@ -246,14 +247,35 @@ impl PluginManager {
         self.topic_check
     }
 
+    /// The chain's answer for `query` if `cache` alone decides it (checks off, a cached DENY,
+    /// or every plugin's verdict cached); `None` when a plugin must be asked.
+    pub fn cached_topic_verdict(&self, cache: &TopicCache, query: &TopicQuery<'_>) -> Option<bool> {
+        if !self.topic_check {
+            return Some(true);
+        }
+        let mut votes: SmallVec<[PluginVote; 4]> = SmallVec::new();
+        for plugin in &self.topic_chain {
+            let vote = cache.get(plugin.index(), query.action, query.topic)?;
+            if matches!(vote, PluginVote::Deny(_)) {
+                bump(&plugin.stats().cache_hits);
+                return Some(false);
+            }
+            votes.push(vote);
+        }
+        for plugin in &self.topic_chain {
+            bump(&plugin.stats().cache_hits);
+        }
+        Some(combine_topic(votes))
+    }
+
     /// Runs the topic-check chain for `query`, using and filling `cache` (the acting session's).
     /// A cached DENY decides at once without asking the other plugins.
     pub async fn check_topic(&self, cache: &TopicCache, query: &TopicQuery<'_>) -> bool {
         if !self.topic_check {
             return true;
         }
-        let mut votes = Vec::with_capacity(self.topic_chain.len());
-        let mut missing = Vec::new();
+        let mut votes: SmallVec<[PluginVote; 4]> = SmallVec::new();
+        let mut missing: SmallVec<[&Arc<Plugin>; 4]> = SmallVec::new();
         for plugin in &self.topic_chain {
             match cache.get(plugin.index(), query.action, query.topic) {
                 Some(PluginVote::Deny(_)) => {
@@ -277,7 +299,12 @@ impl PluginManager {
                 retain: query.retain,
                 listener: query.listener.to_string(),
             };
-            let answers = join_all(missing.iter().map(|p| p.check_topic(request.clone()))).await;
+            // Boxed: the calls' futures are large and only needed on a cache miss, so they stay
+            // out of every connection task's own future.
+            let answers = Box::pin(join_all(
+                missing.iter().map(|p| p.check_topic(request.clone())),
+            ))
+            .await;
             for (plugin, answer) in missing.iter().zip(answers) {
                 if let Some(ttl) = answer.cache_for {
                     cache.put(
