@@ -109,11 +109,14 @@ pub(crate) async fn handshake(
             ..Default::default()
         },
     };
-    if let Err(reason) = ctx.plugins.authenticate(&query).await {
-        info!(username = connect.username.as_deref(), %reason, "refused: not authorized");
-        refuse(ctx, stream, ConnectReturnCode::NotAuthorized).await;
-        return None;
-    }
+    let grants = match ctx.plugins.authenticate(&query).await {
+        Ok(grants) => grants,
+        Err(reason) => {
+            info!(username = connect.username.as_deref(), %reason, "refused: not authorized");
+            refuse(ctx, stream, ConnectReturnCode::NotAuthorized).await;
+            return None;
+        }
+    };
     drop(query);
     let mut connect = connect;
     connect.password = None;
@@ -138,6 +141,7 @@ pub(crate) async fn handshake(
     if let Some(discarded) = attached.discarded {
         ctx.router.remove_session(&discarded);
     }
+    attached.session.decisions().set_grants(grants);
     attached.session.with_state(|st| {
         st.username = connect.username.clone();
         st.listener = peer.listener.clone();

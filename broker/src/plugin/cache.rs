@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytestring::ByteString;
@@ -16,6 +17,7 @@ use tokio::time::Instant;
 use midge_proto::plugin::v1 as pb;
 
 use super::decision::{Action, PluginVote};
+use super::grants::Grants;
 
 /// Entries kept per session before expired ones are swept (and new ones refused if all live).
 const TOPIC_CACHE_CAPACITY: usize = 4096;
@@ -25,10 +27,12 @@ const AUTH_CACHE_CAPACITY: usize = 65_536;
 /// A cached vote and when it expires.
 type Entry = (PluginVote, Instant);
 
-/// Cached topic verdicts of one session, keyed by (plugin index, action, topic).
+/// Cached topic verdicts of one session, keyed by (plugin index, action, topic), and the
+/// session grants of its current connection.
 #[derive(Debug, Default)]
 pub struct TopicCache {
     entries: Mutex<HashMap<(u16, Action, ByteString), Entry>>,
+    grants: Mutex<Option<Arc<Grants>>>,
 }
 
 impl TopicCache {
@@ -59,9 +63,20 @@ impl TopicCache {
         entries.insert((plugin, action, topic), (vote, now + ttl));
     }
 
-    /// Forgets everything (disconnect, a new connection).
+    /// Forgets everything, grants included (disconnect, a new connection).
     pub fn clear(&self) {
         self.entries.lock().clear();
+        *self.grants.lock() = None;
+    }
+
+    /// Sets the grants of the current connection.
+    pub fn set_grants(&self, grants: Option<Arc<Grants>>) {
+        *self.grants.lock() = grants;
+    }
+
+    /// What the grants say about `action` on `topic`, if anything.
+    pub fn granted(&self, action: Action, topic: &str) -> Option<bool> {
+        self.grants.lock().as_ref()?.decide(action, topic)
     }
 
     /// Forgets plugin `plugin`'s entries (its invalidation).
@@ -90,10 +105,13 @@ pub struct AuthKey {
     credentials_hash: u64,
 }
 
+/// A cached authentication answer (vote and grants) and when it expires.
+type AuthEntry = (PluginVote, Option<pb::SessionGrants>, Instant);
+
 /// Broker-wide cache of authentication verdicts.
 #[derive(Debug)]
 pub struct AuthCache {
-    entries: Mutex<HashMap<AuthKey, Entry>>,
+    entries: Mutex<HashMap<AuthKey, AuthEntry>>,
     /// Random per process, so password hashes cannot be precomputed.
     hasher: std::collections::hash_map::RandomState,
 }
@@ -123,23 +141,29 @@ impl AuthCache {
     }
 
     /// The cached, unexpired vote for `key`.
-    pub fn get(&self, key: &AuthKey) -> Option<PluginVote> {
+    pub fn get(&self, key: &AuthKey) -> Option<(PluginVote, Option<pb::SessionGrants>)> {
         let entries = self.entries.lock();
-        let (vote, expires) = entries.get(key)?;
-        (Instant::now() < *expires).then(|| vote.clone())
+        let (vote, grants, expires) = entries.get(key)?;
+        (Instant::now() < *expires).then(|| (vote.clone(), grants.clone()))
     }
 
-    /// Caches `vote` for `ttl`.
-    pub fn put(&self, key: AuthKey, vote: PluginVote, ttl: Duration) {
+    /// Caches `vote` and its grants for `ttl`.
+    pub fn put(
+        &self,
+        key: AuthKey,
+        vote: PluginVote,
+        grants: Option<pb::SessionGrants>,
+        ttl: Duration,
+    ) {
         let now = Instant::now();
         let mut entries = self.entries.lock();
         if entries.len() >= AUTH_CACHE_CAPACITY {
-            entries.retain(|_, (_, expires)| *expires > now);
+            entries.retain(|_, (_, _, expires)| *expires > now);
             if entries.len() >= AUTH_CACHE_CAPACITY {
                 return;
             }
         }
-        entries.insert(key, (vote, now + ttl));
+        entries.insert(key, (vote, grants, now + ttl));
     }
 
     /// Drops plugin `plugin`'s entries for a client id and/or a username, or all of its entries
@@ -190,14 +214,19 @@ mod tests {
             ..Default::default()
         };
         let right = cache.key(0, &request(b"pw", "tcp"));
-        cache.put(right.clone(), PluginVote::Allow, Duration::from_secs(10));
-        assert_eq!(cache.get(&right), Some(PluginVote::Allow));
+        cache.put(
+            right.clone(),
+            PluginVote::Allow,
+            None,
+            Duration::from_secs(10),
+        );
+        assert_eq!(cache.get(&right), Some((PluginVote::Allow, None)));
         assert_eq!(cache.get(&cache.key(0, &request(b"px", "tcp"))), None);
         assert_eq!(cache.get(&cache.key(0, &request(b"pw", "tls"))), None);
         cache.invalidate(1, None, None);
         assert_eq!(
             cache.get(&right),
-            Some(PluginVote::Allow),
+            Some((PluginVote::Allow, None)),
             "another plugin's invalidation"
         );
         cache.invalidate(0, None, Some("u"));

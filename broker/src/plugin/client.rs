@@ -70,6 +70,8 @@ pub struct Answer {
     pub vote: PluginVote,
     /// Cache lifetime the plugin granted; `None` for fallbacks and uncacheable answers.
     pub cache_for: Option<Duration>,
+    /// Session grants that came with an authentication ALLOW.
+    pub grants: Option<pb::SessionGrants>,
 }
 
 /// One configured plugin.
@@ -250,6 +252,7 @@ impl Plugin {
     pub async fn authenticate(&self, request: pb::AuthenticateRequest) -> Answer {
         let timeout = self.config.timeout;
         let channel = self.channel.clone();
+        let mut grants = None;
         let result = self
             .call(async move {
                 let mut request = tonic::Request::new(request);
@@ -261,11 +264,15 @@ impl Plugin {
             })
             .await
             .and_then(|r| {
-                vote_from_pb(r.verdict, &r.reason)
-                    .map(|vote| (vote, r.cache_ttl_ms))
-                    .ok_or(FailureClass::Error)
+                let vote = vote_from_pb(r.verdict, &r.reason).ok_or(FailureClass::Error)?;
+                if vote == PluginVote::Allow {
+                    grants = r.grants;
+                }
+                Ok((vote, r.cache_ttl_ms))
             });
-        self.answer("authenticate", result)
+        let mut answer = self.answer("authenticate", result);
+        answer.grants = grants;
+        answer
     }
 
     /// `TopicFilter.CheckTopic` under the deadline, breaker and fallback.
@@ -351,7 +358,11 @@ impl Plugin {
                     .ok()
                     .filter(|&ms| ms > 0)
                     .map(Duration::from_millis);
-                Answer { vote, cache_for }
+                Answer {
+                    vote,
+                    cache_for,
+                    grants: None,
+                }
             }
             Err(class) => {
                 bump(match class {
@@ -377,6 +388,7 @@ impl Plugin {
                 Answer {
                     vote,
                     cache_for: None,
+                    grants: None,
                 }
             }
         }

@@ -17,6 +17,7 @@ pub mod client;
 pub mod decision;
 pub mod emit;
 pub mod events;
+pub mod grants;
 mod tls;
 pub mod watch;
 
@@ -37,6 +38,7 @@ use cache::{AuthCache, TopicCache};
 pub use client::{Answer, FailureClass, Plugin, PluginStats};
 use decision::{Action, PluginVote, combine_auth, combine_topic};
 use events::{EventPipeline, Overflow, PipelineHooks, PipelineSettings};
+use grants::Grants;
 
 /// Control messages from plugins waiting for the broker to apply them. When full, further
 /// controls are dropped with a warning (a plugin can send them again).
@@ -161,7 +163,8 @@ impl PluginManager {
         let topic_chain = chain(&config.topic_check.plugins);
         let (controls, receiver) = mpsc::channel(CONTROL_QUEUE);
         let manager = PluginManager {
-            topic_check: config.topic_check.enable && !topic_chain.is_empty(),
+            // Enabled even without plugins: session grants from authenticators still apply.
+            topic_check: config.topic_check.enable,
             plugins,
             auth_chain,
             topic_chain,
@@ -217,7 +220,7 @@ impl PluginManager {
 
     /// Runs the authentication chain: `allow-anonymous` plus every authenticator plugin, all
     /// asked concurrently, combined by [`combine_auth`]. `Err` carries the refusal reason.
-    pub async fn authenticate(&self, query: &AuthQuery) -> Result<(), String> {
+    pub async fn authenticate(&self, query: &AuthQuery) -> Result<Option<Arc<Grants>>, String> {
         let anonymous = crate::auth::anonymous_vote(
             &crate::config::AuthConfig {
                 allow_anonymous: self.allow_anonymous,
@@ -227,22 +230,29 @@ impl PluginManager {
         );
         let asks = self.auth_chain.iter().map(|plugin| async move {
             let key = self.auth_cache.key(plugin.index(), &query.request);
-            if let Some(vote) = self.auth_cache.get(&key) {
+            if let Some(cached) = self.auth_cache.get(&key) {
                 bump(&plugin.stats().cache_hits);
-                return vote;
+                return cached;
             }
             let answer = plugin.authenticate(query.request.clone()).await;
             if let Some(ttl) = answer.cache_for {
-                self.auth_cache.put(key, answer.vote.clone(), ttl);
+                self.auth_cache
+                    .put(key, answer.vote.clone(), answer.grants.clone(), ttl);
             }
-            answer.vote
+            (answer.vote, answer.grants)
         });
-        let votes = Box::pin(join_all(asks)).await;
-        combine_auth(std::iter::once(anonymous).chain(votes))
+        let answers = Box::pin(join_all(asks)).await;
+        let mut grants = Grants::default();
+        for plugin_grants in answers.iter().filter_map(|(_, g)| g.as_ref()) {
+            grants.merge(plugin_grants);
+        }
+        let votes = answers.into_iter().map(|(vote, _)| vote);
+        combine_auth(std::iter::once(anonymous).chain(votes))?;
+        Ok((!grants.is_empty()).then(|| Arc::new(grants)))
     }
 
-    /// Whether topic checks are on (enabled with at least one plugin). When off, every check
-    /// allows and callers may skip building queries.
+    /// Whether topic checks are on (`topic-check.enable`; with no plugins only session grants
+    /// can deny). When off, every check allows and callers may skip building queries.
     pub fn topic_check_enabled(&self) -> bool {
         self.topic_check
     }
@@ -252,6 +262,9 @@ impl PluginManager {
     pub fn cached_topic_verdict(&self, cache: &TopicCache, query: &TopicQuery<'_>) -> Option<bool> {
         if !self.topic_check {
             return Some(true);
+        }
+        if let Some(granted) = cache.granted(query.action, query.topic) {
+            return Some(granted);
         }
         let mut votes: SmallVec<[PluginVote; 4]> = SmallVec::new();
         for plugin in &self.topic_chain {
@@ -273,6 +286,9 @@ impl PluginManager {
     pub async fn check_topic(&self, cache: &TopicCache, query: &TopicQuery<'_>) -> bool {
         if !self.topic_check {
             return true;
+        }
+        if let Some(granted) = cache.granted(query.action, query.topic) {
+            return granted;
         }
         let mut votes: SmallVec<[PluginVote; 4]> = SmallVec::new();
         let mut missing: SmallVec<[&Arc<Plugin>; 4]> = SmallVec::new();
