@@ -52,6 +52,7 @@ pub struct Server {
     topic_checker: Option<Registered>,
     event_handler: Option<(Registered, InterestFn)>,
     grace: Duration,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     config: ConfigStore,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -100,6 +101,7 @@ impl Server {
             topic_checker: None,
             event_handler: None,
             grace: DEFAULT_SHUTDOWN_GRACE,
+            tls: None,
             config: ConfigStore::default(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -178,6 +180,25 @@ impl Server {
     #[must_use]
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
+        self
+    }
+
+    /// Serves over TLS with this certificate chain and private key (PEM), so the broker connects
+    /// with an `https://` endpoint and its `tls.ca`. With `client_ca` (PEM), the broker must
+    /// present a certificate signed by it (`tls.cert` / `tls.key` in the broker's plugin config).
+    #[must_use]
+    pub fn tls(
+        mut self,
+        cert_pem: impl AsRef<[u8]>,
+        key_pem: impl AsRef<[u8]>,
+        client_ca: Option<&[u8]>,
+    ) -> Self {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert_pem, key_pem));
+        if let Some(ca) = client_ca {
+            config = config.client_ca_root(Certificate::from_pem(ca));
+        }
+        self.tls = Some(config);
         self
     }
 
@@ -280,7 +301,11 @@ impl Server {
             token.cancel();
         };
         info!(addr = %local, plugin = %self.name, services = ?names, "plugin listening");
-        let server = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = self.tls.take() {
+            builder = builder.tls_config(tls).map_err(ServeError::Transport)?;
+        }
+        let server = builder
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(incoming, signal);
         let grace = self.grace;
