@@ -85,7 +85,6 @@ pub async fn apply(ctx: &BrokerContext, request: ControlRequest) {
             // Only the sending plugin's entries; with neither field set, all of them.
             let client_id = Some(invalidate.client_id.as_str()).filter(|c| !c.is_empty());
             let username = Some(invalidate.username.as_str()).filter(|u| !u.is_empty());
-            info!(%alias, ?client_id, ?username, "plugin invalidates cached decisions");
             let Some(plugin) = ctx.plugins.plugin(alias) else {
                 return;
             };
@@ -99,6 +98,8 @@ pub async fn apply(ctx: &BrokerContext, request: ControlRequest) {
                     session.decisions().clear_plugin(plugin.index());
                 }
             }
+            // Logged once applied, so the log never runs ahead of what happened.
+            info!(%alias, ?client_id, ?username, "plugin invalidates cached decisions");
         }
         None => warn!(%alias, "empty control message ignored"),
     }

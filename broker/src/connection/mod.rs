@@ -109,14 +109,9 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
         &source,
     )
     .await;
-    // Offline first, so nothing published from here on is queued as if the client were online.
-    if ctx
-        .sessions
-        .detach(&accepted.session, accepted.owner.connection_id)
-        == Some(true)
-    {
-        ctx.router.remove_session(&accepted.session);
-    }
+    // Offline for delivery first, so nothing published from here on is queued as if the client
+    // were online; the session itself is released last, after the events below.
+    accepted.session.mark_closing(accepted.owner.connection_id);
     // Best effort, bounded: a client that stopped reading gets no more time.
     let _ = tokio::time::timeout(CLOSE_GRACE, stream.close()).await;
     flush_counters(&ctx, &mut stream);
@@ -140,7 +135,6 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
     if let Some(will) = will {
         publish_will(&ctx, will).await;
     }
-    accepted.owner.done.cancel();
     ctx.plugins.emit(pb::EventKind::ClientDisconnected, || {
         pb::event::Body::ClientDisconnected(pb::ClientDisconnected {
             session: Some(accepted.facts),
@@ -148,6 +142,17 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
             will_published: will.is_some(),
         })
     });
+    // Released only now, so a reconnect of the same client id (which waits for `done` on a
+    // takeover, and finds the session only after `detach` otherwise) is reported after this
+    // disconnect.
+    if ctx
+        .sessions
+        .detach(&accepted.session, accepted.owner.connection_id)
+        == Some(true)
+    {
+        ctx.router.remove_session(&accepted.session);
+    }
+    accepted.owner.done.cancel();
 }
 
 /// The connected phase.

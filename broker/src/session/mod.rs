@@ -126,6 +126,8 @@ pub(crate) struct SessionState {
     pub(crate) incoming_qos2: HashSet<PacketId>,
     /// The attached connection, if the client is online.
     pub(crate) owner: Option<Owner>,
+    /// The owner is closing: deliveries are handled as for an offline client.
+    pub(crate) closing: bool,
     /// When the last connection detached (for session expiry).
     pub(crate) offline_since: Option<Instant>,
     /// User name of the current (or last) connection.
@@ -155,6 +157,7 @@ impl Session {
                 outgoing: OutgoingWindow::new(limits.max_inflight),
                 incoming_qos2: HashSet::new(),
                 owner: None,
+                closing: false,
                 offline_since: None,
                 username: None,
                 listener: Arc::from(""),
@@ -195,7 +198,7 @@ impl Session {
     pub fn deliver(&self, message: Message) -> Result<(), DropReason> {
         let online = {
             let mut state = self.state.lock();
-            let online = state.owner.is_some();
+            let online = state.owner.is_some() && !state.closing;
             if !online && message.qos == QoS::AtMostOnce {
                 drop(state);
                 self.stats.dropped(DropReason::OfflineQos0);
@@ -221,6 +224,16 @@ impl Session {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Marks the session offline for deliveries while connection `connection_id`, still its
+    /// owner, closes (no-op if another connection owns it now).
+    pub fn mark_closing(&self, connection_id: u64) {
+        self.with_state(|st| {
+            if st.owner.as_ref().map(|o| o.connection_id) == Some(connection_id) {
+                st.closing = true;
+            }
+        });
     }
 
     /// Waits until a message was queued for this session.

@@ -87,7 +87,10 @@ impl SessionRegistry {
                 (session, false, existing)
             }
         };
-        session.with_state(|st| st.owner = Some(owner));
+        session.with_state(|st| {
+            st.owner = Some(owner);
+            st.closing = false;
+        });
         drop(sessions);
         Attached {
             session,
