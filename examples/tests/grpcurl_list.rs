@@ -86,3 +86,36 @@ fn grpcurl_lists_each_plugins_services_with_health_and_reflection() {
         );
     }
 }
+
+#[test]
+fn grpcurl_lists_the_python_plugins_services_with_health_and_reflection() {
+    let Some(grpcurl) = grpcurl() else { return };
+    if !common::python_setup() {
+        return;
+    }
+    let plugin = common::start_python(&[]);
+    let output = Command::new(&grpcurl)
+        .args(["-plaintext", &plugin.addr.to_string(), "list"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("running grpcurl");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "grpcurl list failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listed: Vec<&str> = stdout.lines().map(str::trim).collect();
+    for service in [
+        "midge.plugin.v1.Plugin",
+        "midge.plugin.v1.EventSink",
+        "midge.plugin.v1.Authenticator",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(listed.contains(&service), "{service} not in {listed:?}");
+    }
+    assert!(
+        listed.iter().any(|s| s.starts_with("grpc.reflection.")),
+        "no reflection service in {listed:?}"
+    );
+}
