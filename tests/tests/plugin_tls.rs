@@ -108,10 +108,8 @@ async fn without_the_client_certificate_a_mutual_tls_plugin_is_unavailable() {
     let broker = TestBroker::start(&yaml).await;
     let (_alice, ack) = RawClient::connect(broker.mqtt_addr(), &user("alice")).await;
     assert_eq!(ack.code, 5, "no handshake, so the deny fallback");
-    assert!(
-        broker.logs_contain("fallback taken"),
-        "{}",
-        broker.log_text()
-    );
+    broker
+        .wait_for_log("the fallback", |line| line.contains("fallback taken"))
+        .await;
     let _ = stop.send(());
 }
