@@ -58,14 +58,32 @@ pub async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message
 async fn fan_out_checked(ctx: &BrokerContext, message: &Message) -> usize {
     let mut targets: Vec<(Arc<Session>, QoS)> = Vec::new();
     ctx.router.subscribers(&message.topic, &mut targets);
-    let checks = targets
-        .iter()
-        .map(|(session, qos)| may_receive(ctx, session, message, *qos));
-    let verdicts = join_all(checks).await;
     let mut receivers = 0;
-    for ((session, qos), allowed) in targets.iter().zip(verdicts) {
-        if allowed && session.deliver(message.for_subscriber(*qos, false)).is_ok() {
+    let mut deliver = |session: &Session, qos: QoS| {
+        if session.deliver(message.for_subscriber(qos, false)).is_ok() {
             receivers += 1;
+        }
+    };
+    // Cached verdicts decide here without awaiting; only the misses ask the plugins, together.
+    let mut misses = Vec::new();
+    for (session, qos) in &targets {
+        match ctx
+            .plugins
+            .cached_verdict(session.decisions(), Action::Receive, &message.topic)
+        {
+            Some(true) => deliver(session, *qos),
+            Some(false) => {}
+            None => misses.push((session, *qos)),
+        }
+    }
+    if !misses.is_empty() {
+        let checks = misses
+            .iter()
+            .map(|(session, qos)| receive_checked(ctx, session, message, *qos));
+        for ((session, qos), allowed) in misses.iter().zip(join_all(checks).await) {
+            if allowed {
+                deliver(session, *qos);
+            }
         }
     }
     receivers
@@ -92,8 +110,11 @@ pub async fn may_receive(
     message: &Message,
     granted: QoS,
 ) -> bool {
-    if !ctx.plugins.topic_check_enabled() {
-        return true;
+    if let Some(allowed) =
+        ctx.plugins
+            .cached_verdict(session.decisions(), Action::Receive, &message.topic)
+    {
+        return allowed;
     }
     // Boxed, so connections without topic checks carry none of this state.
     Box::pin(receive_checked(ctx, session, message, granted)).await

@@ -260,15 +260,26 @@ impl PluginManager {
     /// The chain's answer for `query` if `cache` alone decides it (checks off, a cached DENY,
     /// or every plugin's verdict cached); `None` when a plugin must be asked.
     pub fn cached_topic_verdict(&self, cache: &TopicCache, query: &TopicQuery<'_>) -> Option<bool> {
+        self.cached_verdict(cache, query.action, query.topic)
+    }
+
+    /// [`cached_topic_verdict`](Self::cached_topic_verdict) by action and topic alone: what the
+    /// cache and grants are keyed by, so no query needs building on the hot path.
+    pub fn cached_verdict(
+        &self,
+        cache: &TopicCache,
+        action: Action,
+        topic: &ByteString,
+    ) -> Option<bool> {
         if !self.topic_check {
             return Some(true);
         }
-        if let Some(granted) = cache.granted(query.action, query.topic) {
+        if let Some(granted) = cache.granted(action, topic) {
             return Some(granted);
         }
         let mut votes: SmallVec<[PluginVote; 4]> = SmallVec::new();
         for plugin in &self.topic_chain {
-            let vote = cache.get(plugin.index(), query.action, query.topic)?;
+            let vote = cache.get(plugin.index(), action, topic)?;
             if matches!(vote, PluginVote::Deny(_)) {
                 bump(&plugin.stats().cache_hits);
                 return Some(false);
