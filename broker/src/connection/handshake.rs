@@ -13,7 +13,7 @@ use super::io::{IoError, PacketStream};
 use crate::codec::v4::{ConnAck, Connect, ConnectReturnCode, Packet};
 use crate::context::BrokerContext;
 use crate::listener::PeerInfo;
-use crate::plugin::{AuthQuery, emit};
+use crate::plugin::emit;
 use crate::session::{Owner, Session};
 use crate::stats::Stats;
 use midge_proto::plugin::v1 as pb;
@@ -91,25 +91,20 @@ pub(crate) async fn handshake(
     tracing::Span::current().record("client_id", &*client_id);
 
     let connection_id = ctx.next_connection_id();
-    let query = AuthQuery {
-        client_id: client_id.clone(),
-        username: connect.username.clone(),
-        password: connect.password.clone(),
-        request: pb::AuthenticateRequest {
-            client_id: client_id.to_string(),
-            username: connect.username.as_ref().map(|u| u.to_string()),
-            password: connect.password.as_ref().map(|p| p.to_vec()),
-            remote_addr: peer.addr.to_string(),
-            listener: peer.listener.to_string(),
-            protocol_version: emit::protocol_version(connect.protocol) as i32,
-            tls_peer_subject: peer.tls_subject.clone().unwrap_or_default(),
-            clean_start: connect.clean_session,
-            keep_alive_secs: u32::from(connect.keep_alive),
-            connection_id: connection_id.to_string(),
-            ..Default::default()
-        },
+    let request = pb::AuthenticateRequest {
+        client_id: client_id.to_string(),
+        username: connect.username.as_ref().map(|u| u.to_string()),
+        password: connect.password.as_ref().map(|p| p.to_vec()),
+        remote_addr: peer.addr.to_string(),
+        listener: peer.listener.to_string(),
+        protocol_version: emit::protocol_version(connect.protocol) as i32,
+        tls_peer_subject: peer.tls_subject.clone().unwrap_or_default(),
+        clean_start: connect.clean_session,
+        keep_alive_secs: u32::from(connect.keep_alive),
+        connection_id: connection_id.to_string(),
+        ..Default::default()
     };
-    let grants = match ctx.plugins.authenticate(&query).await {
+    let grants = match ctx.plugins.authenticate(&request).await {
         Ok(grants) => grants,
         Err(reason) => {
             info!(username = connect.username.as_deref(), %reason, "refused: not authorized");
@@ -117,7 +112,7 @@ pub(crate) async fn handshake(
             return None;
         }
     };
-    drop(query);
+    drop(request);
     let mut connect = connect;
     connect.password = None;
 

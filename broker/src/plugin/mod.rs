@@ -77,19 +77,6 @@ pub struct ControlRequest {
     pub control: pb::Control,
 }
 
-/// What a CONNECT is judged on.
-#[derive(Debug, Clone)]
-pub struct AuthQuery {
-    /// Client id (after assignment for an empty one).
-    pub client_id: ByteString,
-    /// User name, if given.
-    pub username: Option<ByteString>,
-    /// Password, if given.
-    pub password: Option<bytes::Bytes>,
-    /// The full request sent to authenticator plugins.
-    pub request: pb::AuthenticateRequest,
-}
-
 /// What a topic check is about.
 #[derive(Debug, Clone)]
 pub struct TopicQuery<'a> {
@@ -220,21 +207,19 @@ impl PluginManager {
 
     /// Runs the authentication chain: `allow-anonymous` plus every authenticator plugin, all
     /// asked concurrently, combined by [`combine_auth`]. `Err` carries the refusal reason.
-    pub async fn authenticate(&self, query: &AuthQuery) -> Result<Option<Arc<Grants>>, String> {
-        let anonymous = crate::auth::anonymous_vote(
-            &crate::config::AuthConfig {
-                allow_anonymous: self.allow_anonymous,
-                plugins: Vec::new(),
-            },
-            query.username.as_deref(),
-        );
+    pub async fn authenticate(
+        &self,
+        request: &pb::AuthenticateRequest,
+    ) -> Result<Option<Arc<Grants>>, String> {
+        let anonymous =
+            crate::auth::anonymous_vote(self.allow_anonymous, request.username.as_deref());
         let asks = self.auth_chain.iter().map(|plugin| async move {
-            let key = self.auth_cache.key(plugin.index(), &query.request);
+            let key = self.auth_cache.key(plugin.index(), request);
             if let Some(cached) = self.auth_cache.get(&key) {
                 bump(&plugin.stats().cache_hits);
                 return cached;
             }
-            let answer = plugin.authenticate(query.request.clone()).await;
+            let answer = plugin.authenticate(request.clone()).await;
             if let Some(ttl) = answer.cache_for {
                 self.auth_cache
                     .put(key, answer.vote.clone(), answer.grants.clone(), ttl);
