@@ -1,20 +1,26 @@
 //! The `midge` binary: command line, logging, configuration and signals around
 //! [`midge::Broker`]. Exit status: 0 after a clean shutdown, 1 when the broker fails, 2 for
-//! a bad config file or bad arguments.
+//! a bad config file or bad arguments. `--health-check ADDR` probes a running broker instead:
+//! 0 if its admin API reports SERVING, 1 otherwise.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use midge::config::{self, Config};
 use tokio_util::sync::CancellationToken;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
 /// Exit status for an unusable config file or logging setup, as clap uses for bad arguments.
 const EXIT_BAD_CONFIG: u8 = 2;
+/// How long `--health-check` waits for the answer, connection included.
+const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// An MQTT broker whose plugins are gRPC services.
 #[derive(Debug, Parser)]
@@ -32,6 +38,11 @@ struct Cli {
     /// Log level: trace, debug, info, warn, error or off. RUST_LOG, when set, wins.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: LevelFilter,
+    /// Do not start: ask the admin API at ADDR (`host:port` or `http://host:port`, plaintext)
+    /// for its grpc.health.v1 status, then exit 0 if it is SERVING, 1 otherwise (for container
+    /// health checks; needs no admin token).
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["config", "check_config"])]
+    health_check: Option<String>,
 }
 
 /// How log lines are written.
@@ -46,6 +57,9 @@ enum LogFormat {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(target) = &cli.health_check {
+        return health_check(target).await;
+    }
     let config = match cli.check_config.as_ref().or(cli.config.as_ref()) {
         Some(path) => match config::load(path) {
             Ok(config) => config,
@@ -90,6 +104,38 @@ fn init_tracing(cli: &Cli) -> anyhow::Result<()> {
         LogFormat::Json => logs.json().try_init(),
     }
     .map_err(|err| anyhow::anyhow!(err))
+}
+
+/// Asks the gRPC server at `target` for its overall `grpc.health.v1` status (service `""`) and
+/// says so on stdout (SERVING) or stderr (anything else), as the example plugins' probe does.
+async fn health_check(target: &str) -> ExitCode {
+    let uri = if target.contains("://") {
+        target.to_owned()
+    } else {
+        format!("http://{target}")
+    };
+    let probe = async {
+        let channel = tonic::transport::Endpoint::from_shared(uri.clone())?
+            .connect()
+            .await?;
+        let reply = HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await?;
+        anyhow::Ok(reply.into_inner().status)
+    };
+    let outcome = match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, probe).await {
+        Ok(Ok(status)) if status == ServingStatus::Serving as i32 => {
+            println!("{uri}: SERVING");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Ok(status)) => ServingStatus::try_from(status)
+            .map_or("UNKNOWN", |s| s.as_str_name())
+            .to_owned(),
+        Ok(Err(err)) => format!("{err:#}"),
+        Err(_) => format!("no answer within {HEALTH_CHECK_TIMEOUT:?}"),
+    };
+    eprintln!("{uri}: {outcome}");
+    ExitCode::FAILURE
 }
 
 /// Runs the broker until SIGTERM or SIGINT cancels the root token and it has shut down.
