@@ -222,19 +222,16 @@ async fn serve(
     Ok(())
 }
 
-/// Drops persistent sessions that stayed offline longer than `limits.session-expiry`.
+/// Drops sessions that stayed offline longer than their expiry (`limits.session-expiry` for
+/// 3.1.1, the Session Expiry Interval for MQTT 5), checking once a second.
 async fn expire_sessions(ctx: Arc<BrokerContext>, shutdown: CancellationToken) {
-    let expiry = ctx.config.limits.session_expiry;
-    if expiry.is_zero() {
-        return;
-    }
-    let period = (expiry / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
-    let mut ticker = tokio::time::interval(period);
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {
-                for session in ctx.sessions.expire(expiry) {
+                for session in ctx.sessions.expire() {
                     ctx.router.remove_session(&session);
                 }
             }

@@ -47,12 +47,15 @@ pub async fn apply(ctx: &BrokerContext, request: ControlRequest) {
                 warn!(%alias, topic = %publish.topic, qos = publish.qos, "plugin publish refused: bad topic or qos");
                 return;
             };
-            let message = Message {
-                topic: publish.topic.into(),
-                payload: Bytes::from(publish.payload),
+            let (properties, expires_at) = emit::from_pb_properties(publish.properties.as_ref());
+            let mut message = Message::new(
+                publish.topic.into(),
+                Bytes::from(publish.payload),
                 qos,
-                retain: publish.retain,
-            };
+                publish.retain,
+            );
+            message.properties = properties;
+            message.expires_at = expires_at;
             info!(%alias, topic = %message.topic, "plugin publishes a message");
             // Like a client's message that passed its checks, with an empty client id.
             ctx.plugins.emit_message(

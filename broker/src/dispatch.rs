@@ -1,8 +1,6 @@
 //! Dispatching one accepted application message: retained store, events, and delivery to every
 //! subscriber — through the RECEIVE topic check when topic checks are on.
 
-use std::sync::Arc;
-
 use futures_util::future::join_all;
 use midge_proto::plugin::v1 as pb;
 
@@ -13,6 +11,7 @@ use crate::plugin::TopicQuery;
 use crate::plugin::cache::TopicCache;
 use crate::plugin::decision::Action;
 use crate::plugin::emit;
+use crate::router::Target;
 use crate::session::Session;
 
 /// Who published a message (for events); `None` fields for broker-originated messages.
@@ -48,41 +47,43 @@ pub async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message
         );
     }
     if !ctx.plugins.topic_check_enabled() {
-        return ctx.router.fan_out(message);
+        return ctx.router.fan_out(message, origin.client_id);
     }
     // Boxed, so the checked path's state stays out of the publishing connection's task.
-    Box::pin(fan_out_checked(ctx, message)).await
+    Box::pin(fan_out_checked(ctx, message, origin.client_id)).await
 }
 
 /// Fan-out with a RECEIVE check per subscriber (checks run concurrently).
-async fn fan_out_checked(ctx: &BrokerContext, message: &Message) -> usize {
-    let mut targets: Vec<(Arc<Session>, QoS)> = Vec::new();
-    ctx.router.subscribers(&message.topic, &mut targets);
+async fn fan_out_checked(ctx: &BrokerContext, message: &Message, publisher: &str) -> usize {
+    let mut targets: Vec<Target> = Vec::new();
+    ctx.router
+        .subscribers(&message.topic, publisher, &mut targets);
     let mut receivers = 0;
-    let mut deliver = |session: &Session, qos: QoS| {
-        if session.deliver(message.for_subscriber(qos, false)).is_ok() {
+    let mut deliver = |target: &Target| {
+        if target.session.deliver(target.copy_of(message)).is_ok() {
             receivers += 1;
         }
     };
     // Cached verdicts decide here without awaiting; only the misses ask the plugins, together.
     let mut misses = Vec::new();
-    for (session, qos) in &targets {
-        match ctx
-            .plugins
-            .cached_verdict(session.decisions(), Action::Receive, &message.topic)
-        {
-            Some(true) => deliver(session, *qos),
+    for target in &targets {
+        match ctx.plugins.cached_verdict(
+            target.session.decisions(),
+            Action::Receive,
+            &message.topic,
+        ) {
+            Some(true) => deliver(target),
             Some(false) => {}
-            None => misses.push((session, *qos)),
+            None => misses.push(target),
         }
     }
     if !misses.is_empty() {
         let checks = misses
             .iter()
-            .map(|(session, qos)| receive_checked(ctx, session, message, *qos));
-        for ((session, qos), allowed) in misses.iter().zip(join_all(checks).await) {
+            .map(|target| receive_checked(ctx, &target.session, message, target.qos));
+        for (target, allowed) in misses.iter().zip(join_all(checks).await) {
             if allowed {
-                deliver(session, *qos);
+                deliver(target);
             }
         }
     }

@@ -29,6 +29,7 @@ pub mod dispatch;
 pub mod listener;
 pub mod message;
 pub mod metrics;
+pub mod outbound;
 pub mod plugin;
 pub mod retained;
 pub mod router;

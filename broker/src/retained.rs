@@ -86,12 +86,12 @@ mod tests {
     use crate::codec::QoS;
 
     fn msg(topic: &str) -> Message {
-        Message {
-            topic: topic.into(),
-            payload: bytes::Bytes::from_static(b"x"),
-            qos: QoS::AtLeastOnce,
-            retain: true,
-        }
+        Message::new(
+            topic.into(),
+            bytes::Bytes::from_static(b"x"),
+            QoS::AtLeastOnce,
+            true,
+        )
     }
 
     #[test]

@@ -32,6 +32,10 @@ pub struct Stats {
     pub dropped_queue_full: AtomicU64,
     /// QoS 0 messages dropped for offline clients.
     pub dropped_offline_qos0: AtomicU64,
+    /// MQTT 5 messages whose expiry interval passed before they could be sent.
+    pub dropped_expired: AtomicU64,
+    /// MQTT 5 messages larger than the subscriber's Maximum Packet Size.
+    pub dropped_too_large: AtomicU64,
     /// Connections closed because of a malformed or protocol-violating packet.
     pub protocol_errors: AtomicU64,
     /// Packets and bytes per packet type, both directions (for the metrics).
@@ -68,10 +72,25 @@ impl Stats {
 
     /// Counts one dropped message.
     pub fn dropped(&self, reason: DropReason) {
+        self.dropped_n(reason, 1);
+    }
+
+    /// Counts `n` dropped messages.
+    pub fn dropped_n(&self, reason: DropReason, n: u64) {
         let counter = match reason {
             DropReason::QueueFull => &self.dropped_queue_full,
             DropReason::OfflineQos0 => &self.dropped_offline_qos0,
+            DropReason::Expired => &self.dropped_expired,
+            DropReason::TooLarge => &self.dropped_too_large,
         };
-        Stats::add(counter, 1);
+        Stats::add(counter, n);
+    }
+
+    /// Messages dropped for any reason.
+    pub fn dropped_total(&self) -> u64 {
+        Stats::get(&self.dropped_queue_full)
+            + Stats::get(&self.dropped_offline_qos0)
+            + Stats::get(&self.dropped_expired)
+            + Stats::get(&self.dropped_too_large)
     }
 }

@@ -60,10 +60,7 @@ pub fn publish_all(ctx: &BrokerContext) {
             "publish/messages/sent",
             Stats::get(&s.publish_sent).to_string(),
         ),
-        (
-            "publish/messages/dropped",
-            (Stats::get(&s.dropped_queue_full) + Stats::get(&s.dropped_offline_qos0)).to_string(),
-        ),
+        ("publish/messages/dropped", s.dropped_total().to_string()),
         (
             "load/bytes/received",
             Stats::get(&s.bytes_received).to_string(),
@@ -83,13 +80,13 @@ pub fn publish_all(ctx: &BrokerContext) {
     // Straight to the router: `$SYS` updates are the broker's own bookkeeping, so they raise no
     // plugin events and pass no topic checks.
     for (name, value) in values {
-        let message = Message {
-            topic: format!("$SYS/broker/{name}").into(),
-            payload: Bytes::from(value),
-            qos: QoS::AtMostOnce,
-            retain: true,
-        };
+        let message = Message::new(
+            format!("$SYS/broker/{name}").into(),
+            Bytes::from(value),
+            QoS::AtMostOnce,
+            true,
+        );
         ctx.router.retain(&message);
-        ctx.router.fan_out(&message);
+        ctx.router.fan_out(&message, "");
     }
 }

@@ -45,6 +45,21 @@ pub fn matches(filter: &str, topic: &str) -> bool {
     topic_levels.next().is_none()
 }
 
+/// Whether `filter` names an MQTT 5 shared subscription (`$share/...`, valid or not).
+pub fn is_shared(filter: &str) -> bool {
+    filter.starts_with("$share/")
+}
+
+/// Splits a shared subscription `$share/{group}/{filter}` into its group and filter, or `None`
+/// if it is not a valid one: the group is non-empty without `+`, `#` or `/`, and the filter is
+/// a valid topic filter ([MQTT-4.8.2-1], [MQTT-4.8.2-2]).
+pub fn split_shared(filter: &str) -> Option<(&str, &str)> {
+    let rest = filter.strip_prefix("$share/")?;
+    let (group, inner) = rest.split_once('/')?;
+    let group_ok = !group.is_empty() && !group.contains(['+', '#']);
+    (group_ok && is_valid_topic_filter(inner)).then_some((group, inner))
+}
+
 /// Whether `filter` contains a wildcard (so it can match more than one topic).
 pub fn has_wildcards(filter: &str) -> bool {
     filter.contains(['+', '#'])
@@ -53,6 +68,18 @@ pub fn has_wildcards(filter: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_subscriptions_split_into_group_and_filter() {
+        assert_eq!(split_shared("$share/g/a/+"), Some(("g", "a/+")));
+        assert_eq!(split_shared("$share/g/#"), Some(("g", "#")));
+        assert_eq!(split_shared("$share/g"), None);
+        assert_eq!(split_shared("$share//a"), None);
+        assert_eq!(split_shared("$share/g+/a"), None);
+        assert_eq!(split_shared("$share/g/a#"), None);
+        assert_eq!(split_shared("a/b"), None);
+        assert!(is_shared("$share/x") && !is_shared("$sharex/a"));
+    }
 
     #[test]
     fn filter_matching_table() {

@@ -160,8 +160,7 @@ impl BrokerAdmin for AdminService {
             messages_sent: Stats::get(&s.publish_sent),
             bytes_received: Stats::get(&s.bytes_received),
             bytes_sent: Stats::get(&s.bytes_sent),
-            messages_dropped: Stats::get(&s.dropped_queue_full)
-                + Stats::get(&s.dropped_offline_qos0),
+            messages_dropped: s.dropped_total(),
         };
         Ok(Response::new(admin_pb::BrokerInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -324,12 +323,7 @@ impl BrokerAdmin for AdminService {
         let deleted = self.ctx.router.retained().clear(&topic);
         if deleted {
             info!(%topic, "admin API deletes a retained message");
-            let cleared = Message {
-                topic: topic.as_str().into(),
-                payload: Bytes::new(),
-                qos: QoS::AtMostOnce,
-                retain: true,
-            };
+            let cleared = Message::new(topic.as_str().into(), Bytes::new(), QoS::AtMostOnce, true);
             self.ctx.plugins.emit_message(
                 pb::EventKind::RetainedCleared,
                 |payload| {
@@ -355,12 +349,15 @@ impl BrokerAdmin for AdminService {
             .ok_or_else(|| {
                 Status::invalid_argument(format!("qos must be 0, 1 or 2, not {}", request.qos))
             })?;
-        let message = Message {
-            topic: request.topic.into(),
-            payload: Bytes::from(request.payload),
+        let (properties, expires_at) = emit::from_pb_properties(request.properties.as_ref());
+        let mut message = Message::new(
+            request.topic.into(),
+            Bytes::from(request.payload),
             qos,
-            retain: request.retain,
-        };
+            request.retain,
+        );
+        message.properties = properties;
+        message.expires_at = expires_at;
         info!(topic = %message.topic, qos = qos as u8, retain = message.retain, "admin API publishes a message");
         self.ctx.plugins.emit_message(
             pb::EventKind::MessageBroadcast,

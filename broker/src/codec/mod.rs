@@ -13,10 +13,13 @@
 //! - [`v4`]: MQTT 3.1 / 3.1.1 packets, their [`v4::Decoder`] and [`v4::encode`].
 //! - [`v5`]: MQTT 5.0 packets, properties and reason codes, their [`v5::Decoder`] and
 //!   [`v5::encode`].
+//! - [`convert`]: 3.1.1 packets to MQTT 5 packets and back, so the broker handles every
+//!   client in MQTT 5 terms.
 //! - [`connect_peek`]: [`detect_protocol`], which reads the protocol level of a buffered
 //!   CONNECT so that the connection can choose between the two.
 
 pub mod connect_peek;
+pub mod convert;
 pub mod error;
 pub mod framing;
 pub mod primitives;

@@ -490,6 +490,16 @@ pub(super) fn max_inflight<'de, D: Deserializer<'de>>(deserializer: D) -> Result
     bounded(deserializer, 1, Some(u16::MAX.into()))
 }
 
+/// Deserializes `receive-maximum`.
+pub(super) fn receive_maximum<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u16, D::Error> {
+    bounded(deserializer, 1, Some(u16::MAX.into()))
+}
+
+/// Deserializes `max-keep-alive` (0 would forbid every keep alive).
+pub(super) fn max_keep_alive<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u16, D::Error> {
+    bounded(deserializer, 1, Some(u16::MAX.into()))
+}
+
 /// Deserializes `max-queued-messages`.
 pub(super) fn max_queued_messages<'de, D: Deserializer<'de>>(
     deserializer: D,

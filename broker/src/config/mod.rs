@@ -213,6 +213,29 @@ pub struct Limits {
     /// (`session-expiry`). Default `0s`, which means forever, as mosquitto does.
     #[serde(deserialize_with = "duration::deserialize")]
     pub session_expiry: Duration,
+    /// MQTT 5: incoming QoS 2 messages a client may have unreleased at once (the Receive
+    /// Maximum announced in CONNACK, `receive-maximum`). A client that exceeds it is
+    /// disconnected with 0x93. Default `1024`; from 1 to 65535. (QoS 1 messages are
+    /// acknowledged as soon as they are handled, so they never stay unacknowledged.)
+    #[serde(deserialize_with = "de::receive_maximum")]
+    pub receive_maximum: u16,
+    /// MQTT 5: topic aliases a client may use towards the broker, and the most the broker
+    /// uses towards a client (each side's limit is what the other announced)
+    /// (`topic-alias-maximum`). Default `10`; `0` disables inbound aliases.
+    pub topic_alias_maximum: u16,
+    /// MQTT 5: the longest keep alive, in seconds, a client may choose (`max-keep-alive`).
+    /// A client asking for more, or for none (0), is told this value as Server Keep Alive.
+    /// Default `65535` (no limit). MQTT 3.1.1 cannot be told, so it applies to MQTT 5 only.
+    #[serde(deserialize_with = "de::max_keep_alive")]
+    pub max_keep_alive: u16,
+    /// MQTT 5: the longest Session Expiry Interval a client may choose
+    /// (`max-session-expiry`); a longer one is lowered and announced in CONNACK. Default
+    /// `0s`, which means no limit.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub max_session_expiry: Duration,
+    /// MQTT 5: whether `$share/{group}/{filter}` subscriptions are shared
+    /// (`shared-subscriptions`). Default `true`; `false` refuses them with SUBACK 0x9E.
+    pub shared_subscriptions: bool,
 }
 
 impl Default for Limits {
@@ -223,6 +246,11 @@ impl Default for Limits {
             max_queued_messages: 1000,
             queue_full_policy: QueueFullPolicy::DropNewest,
             session_expiry: Duration::ZERO,
+            receive_maximum: 1024,
+            topic_alias_maximum: 10,
+            max_keep_alive: u16::MAX,
+            max_session_expiry: Duration::ZERO,
+            shared_subscriptions: true,
         }
     }
 }

@@ -75,6 +75,11 @@ limits:
   max-queued-messages: 1
   queue-full-policy: drop-oldest
   session-expiry: 2h
+  receive-maximum: 10
+  topic-alias-maximum: 0
+  max-keep-alive: 60
+  max-session-expiry: 24h
+  shared-subscriptions: false
 sys-interval: 0s
 auth:
   allow-anonymous: false
@@ -106,6 +111,11 @@ topic-check:
             max_queued_messages: 1,
             queue_full_policy: QueueFullPolicy::DropOldest,
             session_expiry: Duration::from_secs(7200),
+            receive_maximum: 10,
+            topic_alias_maximum: 0,
+            max_keep_alive: 60,
+            max_session_expiry: Duration::from_secs(86_400),
+            shared_subscriptions: false,
         },
         sys_interval: Duration::ZERO,
         auth: AuthConfig {
@@ -175,6 +185,9 @@ fn every_error_names_its_line_column_and_reason() {
         ("limits:\n  max-inflight: 0\n", 7, 17, "max-inflight: must be between 1 and 65535, got 0"),
         ("limits:\n  max-inflight: 65536\n", 7, 17, "must be between 1 and 65535, got 65536"),
         ("limits:\n  max-queued-messages: 0\n", 7, 24, "max-queued-messages: must be at least 1, got 0"),
+        ("limits:\n  receive-maximum: 0\n", 7, 20, "receive-maximum: must be between 1 and 65535, got 0"),
+        ("limits:\n  max-keep-alive: 70000\n", 7, 19, "max-keep-alive: must be between 1 and 65535, got 70000"),
+        ("limits:\n  topic-alias-maximum: -1\n", 7, 24, "topic-alias-maximum"),
         ("limits:\n  max-queued-messages: -3\n", 7, 24, "must be at least 1, got -3"),
         ("limits:\n  max-queued-messages: 99999999999999999999999\n", 7, 24, "must be at least 1"),
         // Plugin aliases.

@@ -10,11 +10,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::io::{IoError, PacketStream};
-use crate::codec::v4::{ConnAck, Connect, ConnectReturnCode, Packet};
+use crate::codec::ProtocolVersion;
+use crate::codec::v5::{ConnAck, ConnAckProperties, Connect, Packet, ReasonCode};
 use crate::context::BrokerContext;
 use crate::listener::PeerInfo;
+use crate::outbound::Outbound;
 use crate::plugin::emit;
-use crate::session::{Owner, Session};
+use crate::session::{Owner, Session, SessionTerms};
 use crate::stats::Stats;
 use midge_proto::plugin::v1 as pb;
 
@@ -25,6 +27,11 @@ const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub(crate) struct Accepted {
     pub(crate) connect: Box<Connect>,
+    /// The keep alive in force: the client's, or the Server Keep Alive the broker imposed.
+    pub(crate) keep_alive: u16,
+    /// The MQTT 5 Session Expiry Interval accepted (0 for 3.1.1), for the DISCONNECT rule
+    /// that it cannot be raised from 0 ([MQTT-3.14.2-2]).
+    pub(crate) session_expiry: u32,
     pub(crate) session: Arc<Session>,
     pub(crate) session_present: bool,
     pub(crate) owner: Owner,
@@ -67,8 +74,17 @@ pub(crate) async fn handshake(
         Ok(Err(IoError::Decode(error))) => {
             warn!(%error, "bad CONNECT");
             Stats::add(&ctx.stats.protocol_errors, 1);
-            if let Some(code) = error.connack_code() {
-                refuse(ctx, stream, code).await;
+            if stream.is_v5() {
+                // MQTT 5 answers a bad CONNECT with its reason ([MQTT-4.13.1-1] allows it).
+                refuse(ctx, stream, error.v5_reason(), None).await;
+            } else if error.connack_code().is_some() {
+                let reason = match error {
+                    crate::codec::DecodeError::EmptyClientId(_) => {
+                        ReasonCode::ClientIdentifierNotValid
+                    }
+                    _ => ReasonCode::UnsupportedProtocolVersion,
+                };
+                refuse(ctx, stream, reason, None).await;
             }
             return None;
         }
@@ -78,10 +94,16 @@ pub(crate) async fn handshake(
         }
     };
 
-    let client_id = if connect.client_id.is_empty() {
-        if !connect.clean_session {
+    let protocol = stream.protocol().unwrap_or(ProtocolVersion::V311);
+    let v5 = protocol == ProtocolVersion::V5;
+    let limits = &ctx.config.limits;
+    let assigned = connect.client_id.is_empty();
+    let client_id = if assigned {
+        // MQTT 5 assigns an identifier whatever Clean Start says ([MQTT-3.1.3-7]); 3.1.1 only
+        // for a clean session ([MQTT-3.1.3-8]).
+        if !v5 && !connect.clean_start {
             info!("refused: empty client id requires clean session [MQTT-3.1.3-8]");
-            refuse(ctx, stream, ConnectReturnCode::IdentifierRejected).await;
+            refuse(ctx, stream, ReasonCode::ClientIdentifierNotValid, None).await;
             return None;
         }
         ctx.assign_client_id()
@@ -91,39 +113,91 @@ pub(crate) async fn handshake(
     tracing::Span::current().record("client_id", &*client_id);
 
     let connection_id = ctx.next_connection_id();
+    let props = &connect.properties;
     let request = pb::AuthenticateRequest {
         client_id: client_id.to_string(),
         username: connect.username.as_ref().map(|u| u.to_string()),
         password: connect.password.as_ref().map(|p| p.to_vec()),
         remote_addr: peer.addr.to_string(),
         listener: peer.listener.to_string(),
-        protocol_version: emit::protocol_version(connect.protocol) as i32,
+        protocol_version: emit::protocol_version(protocol) as i32,
         tls_peer_subject: peer.tls_subject.clone().unwrap_or_default(),
-        clean_start: connect.clean_session,
+        clean_start: connect.clean_start,
         keep_alive_secs: u32::from(connect.keep_alive),
         connection_id: connection_id.to_string(),
-        ..Default::default()
+        auth_method: props
+            .authentication_method
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
+        auth_data: props
+            .authentication_data
+            .as_ref()
+            .map(|d| d.to_vec())
+            .unwrap_or_default(),
+        step: 0,
+        user_properties: props
+            .user_properties
+            .iter()
+            .map(|(key, value)| pb::UserProperty {
+                key: key.to_string(),
+                value: value.to_string(),
+            })
+            .collect(),
     };
     let grants = match ctx.plugins.authenticate(&request).await {
         Ok(grants) => grants,
         Err(reason) => {
             info!(username = connect.username.as_deref(), %reason, "refused: not authorized");
-            refuse(ctx, stream, ConnectReturnCode::NotAuthorized).await;
+            refuse(ctx, stream, ReasonCode::NotAuthorized, Some(reason)).await;
             return None;
         }
     };
     drop(request);
     let mut connect = connect;
     connect.password = None;
+    connect.properties.authentication_data = None;
+    connect.properties.user_properties = Vec::new();
+
+    let mut connack = ConnAckProperties::default();
+    // Session expiry: 3.1.1 takes `session-expiry` for persistent sessions; MQTT 5 asks for
+    // its own, capped by `max-session-expiry` (the cap is announced).
+    let mut session_expiry = 0;
+    let terms = if v5 {
+        session_expiry = connect.properties.session_expiry_interval.unwrap_or(0);
+        let cap = u32::try_from(limits.max_session_expiry.as_secs()).unwrap_or(u32::MAX);
+        if cap > 0 && session_expiry > cap {
+            session_expiry = cap;
+            connack.session_expiry_interval = Some(cap);
+        }
+        SessionTerms {
+            clean_start: connect.clean_start,
+            ends_with_connection: session_expiry == 0,
+            expiry: (session_expiry != u32::MAX)
+                .then(|| Duration::from_secs(u64::from(session_expiry))),
+        }
+    } else {
+        SessionTerms {
+            clean_start: connect.clean_start,
+            ends_with_connection: connect.clean_start,
+            expiry: (!limits.session_expiry.is_zero()).then_some(limits.session_expiry),
+        }
+    };
+    let mut keep_alive = connect.keep_alive;
+    if v5
+        && limits.max_keep_alive < u16::MAX
+        && (keep_alive == 0 || keep_alive > limits.max_keep_alive)
+    {
+        keep_alive = limits.max_keep_alive;
+        connack.server_keep_alive = Some(keep_alive);
+    }
 
     let owner = Owner {
         connection_id,
         kick: ctx.shutdown.child_token(),
         done: CancellationToken::new(),
     };
-    let attached = ctx
-        .sessions
-        .attach(&client_id, connect.clean_session, owner.clone());
+    let attached = ctx.sessions.attach(&client_id, terms, owner.clone());
     if let Some(previous) = attached.previous_owner {
         info!("session taken over from an existing connection");
         if tokio::time::timeout(TAKEOVER_WAIT, previous.done.cancelled())
@@ -137,44 +211,73 @@ pub(crate) async fn handshake(
         ctx.router.remove_session(&discarded);
     }
     attached.session.decisions().set_grants(grants);
+    // The client's Receive Maximum bounds what we send unacknowledged ([MQTT-3.3.4-9]).
+    let client_receive_max = connect
+        .properties
+        .receive_maximum
+        .map_or(u16::MAX, |r| r.get());
     attached.session.with_state(|st| {
         st.username = connect.username.clone();
         st.listener = peer.listener.clone();
+        st.outgoing
+            .set_capacity(limits.max_inflight.min(client_receive_max));
         st.connection = Some(crate::session::ConnectionInfo {
             remote_addr: peer.addr,
-            protocol: connect.protocol,
-            keep_alive: connect.keep_alive,
+            protocol,
+            keep_alive,
             since: std::time::SystemTime::now(),
         });
     });
 
-    let connack = Packet::ConnAck(ConnAck {
+    if v5 {
+        let client_aliases = connect.properties.topic_alias_maximum.unwrap_or(0);
+        stream.out = Outbound::v5(
+            connect.properties.maximum_packet_size.map(|m| m.get()),
+            client_aliases.min(limits.topic_alias_maximum),
+        );
+        connack.receive_maximum = (limits.receive_maximum < u16::MAX)
+            .then(|| std::num::NonZeroU16::new(limits.receive_maximum))
+            .flatten();
+        connack.maximum_packet_size = std::num::NonZeroU32::new(limits.max_packet_size);
+        connack.topic_alias_maximum =
+            (limits.topic_alias_maximum > 0).then_some(limits.topic_alias_maximum);
+        connack.assigned_client_identifier = assigned.then(|| client_id.clone());
+        connack.shared_subscription_available = (!limits.shared_subscriptions).then_some(false);
+    }
+    let ack = Packet::ConnAck(Box::new(ConnAck {
         session_present: attached.session_present,
-        return_code: ConnectReturnCode::Accepted,
-    });
-    if stream.queue(&connack).is_err() {
+        reason_code: ReasonCode::Success,
+        properties: connack,
+    }));
+    if stream.queue(&ack).is_err() {
         return None;
     }
-    let resent = attached.session.fill_resend(&mut stream.write_buf);
+    let resent = attached
+        .session
+        .fill_resend(&mut stream.write_buf, &mut stream.out);
     debug!(
-        clean_session = connect.clean_session,
+        clean_start = connect.clean_start,
         session_present = attached.session_present,
-        keep_alive = connect.keep_alive,
+        keep_alive,
+        session_expiry,
         resent,
+        %protocol,
         "connected"
     );
     let facts = pb::Session {
         client_id: client_id.to_string(),
         username: connect.username.as_ref().map(|u| u.to_string()),
-        clean_start: connect.clean_session,
-        keep_alive_secs: u32::from(connect.keep_alive),
-        protocol_version: emit::protocol_version(connect.protocol) as i32,
+        clean_start: connect.clean_start,
+        keep_alive_secs: u32::from(keep_alive),
+        protocol_version: emit::protocol_version(protocol) as i32,
         remote_addr: peer.addr.to_string(),
         listener: peer.listener.to_string(),
         connection_id: owner.connection_id.to_string(),
     };
     Some(Accepted {
         connect,
+        keep_alive,
+        session_expiry,
         session: attached.session,
         session_present: attached.session_present,
         owner,
@@ -182,13 +285,25 @@ pub(crate) async fn handshake(
     })
 }
 
-/// Sends a refusing CONNACK and counts it; the caller closes the connection.
-async fn refuse(ctx: &BrokerContext, stream: &mut PacketStream, code: ConnectReturnCode) {
+/// Sends a refusing CONNACK (in the client's protocol: the nearest 3.1.1 return code for
+/// 3.1.1 clients) and counts it; the caller closes the connection.
+async fn refuse(
+    ctx: &BrokerContext,
+    stream: &mut PacketStream,
+    reason: ReasonCode,
+    reason_string: Option<String>,
+) {
     Stats::add(&ctx.stats.connects_refused, 1);
-    let connack = Packet::ConnAck(ConnAck {
+    let connack = Packet::ConnAck(Box::new(ConnAck {
         session_present: false,
-        return_code: code,
-    });
+        reason_code: reason,
+        properties: ConnAckProperties {
+            reason_string: reason_string
+                .filter(|r| !r.is_empty())
+                .map(ByteString::from),
+            ..ConnAckProperties::default()
+        },
+    }));
     if stream.queue(&connack).is_ok() {
         let _ = tokio::time::timeout(Duration::from_secs(1), stream.close()).await;
     }
@@ -207,7 +322,27 @@ fn owned(mut connect: Box<Connect>) -> Box<Connect> {
         .map(bytes::Bytes::copy_from_slice);
     if let Some(will) = connect.will.as_mut() {
         will.topic = copy(&will.topic);
-        will.message = bytes::Bytes::copy_from_slice(&will.message);
+        will.payload = bytes::Bytes::copy_from_slice(&will.payload);
+        let p = &mut will.properties;
+        p.content_type = p.content_type.as_ref().map(copy);
+        p.response_topic = p.response_topic.as_ref().map(copy);
+        p.correlation_data = p
+            .correlation_data
+            .as_deref()
+            .map(bytes::Bytes::copy_from_slice);
+        p.user_properties = p
+            .user_properties
+            .iter()
+            .map(|(k, v)| (copy(k), copy(v)))
+            .collect();
     }
+    connect.properties.authentication_method =
+        connect.properties.authentication_method.as_ref().map(copy);
+    connect.properties.user_properties = connect
+        .properties
+        .user_properties
+        .iter()
+        .map(|(k, v)| (copy(k), copy(v)))
+        .collect();
     connect
 }

@@ -4,9 +4,10 @@
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::codec::v4::{self, Decoder, Packet};
-use crate::codec::{DecodeError, EncodeError, PacketType};
+use crate::codec::v5::Packet;
+use crate::codec::{DecodeError, EncodeError, PacketType, ProtocolVersion, convert, v4, v5};
 use crate::listener::Transport;
+use crate::outbound::Outbound;
 use crate::session::Session;
 
 /// At most this many bytes of deliveries are encoded per loop turn, so reading is not starved.
@@ -44,7 +45,9 @@ pub(crate) struct PacketStream {
     read_buf: BytesMut,
     /// Encoded packets waiting for the next [`flush`](Self::flush).
     pub(crate) write_buf: BytesMut,
-    decoder: Decoder,
+    decoder: Wire,
+    /// How deliveries are encoded for this client (set once CONNECT is known).
+    pub(crate) out: Outbound,
     /// Bytes read since the counter was last taken.
     pub(crate) bytes_in: u64,
     /// Bytes written since the counter was last taken.
@@ -59,6 +62,17 @@ pub(crate) struct PacketStream {
     /// Packets and bytes per packet type (index: the type nibble) since the counters were last
     /// taken; flushed into `Stats::by_type` with the others.
     pub(crate) by_type: ByType,
+}
+
+/// The decoder for the protocol version the client's CONNECT asked for.
+#[derive(Debug)]
+enum Wire {
+    /// CONNECT not seen yet: the first bytes decide ([`crate::codec::detect_protocol`]).
+    Undetected(u32),
+    /// MQTT 3.1 or 3.1.1; packets are converted to their MQTT 5 form.
+    V4(v4::Decoder, ProtocolVersion),
+    /// MQTT 5.
+    V5(v5::Decoder),
 }
 
 /// Per packet type counts of one connection, between two flushes into
@@ -87,7 +101,8 @@ impl PacketStream {
             transport,
             read_buf: BytesMut::new(),
             write_buf: BytesMut::new(),
-            decoder: Decoder::new(max_packet_size),
+            decoder: Wire::Undetected(max_packet_size),
+            out: Outbound::v4(),
             bytes_in: 0,
             bytes_out: 0,
             packets_out: 0,
@@ -102,7 +117,18 @@ impl PacketStream {
     /// then tells its encoded size.
     pub(crate) fn next_buffered(&mut self) -> Result<Option<Packet>, IoError> {
         let before = self.read_buf.len();
-        let packet = self.decoder.decode(&mut self.read_buf)?;
+        if let Wire::Undetected(max) = self.decoder {
+            self.decoder = match crate::codec::detect_protocol(&self.read_buf)? {
+                None => return Ok(None),
+                Some(ProtocolVersion::V5) => Wire::V5(v5::Decoder::new(max)),
+                Some(v4) => Wire::V4(v4::Decoder::new(max), v4),
+            };
+        }
+        let packet = match &mut self.decoder {
+            Wire::V4(decoder, _) => decoder.decode(&mut self.read_buf)?.map(convert::v4_to_v5),
+            Wire::V5(decoder) => decoder.decode(&mut self.read_buf)?,
+            Wire::Undetected(_) => None,
+        };
         self.last_size = before - self.read_buf.len();
         if let Some(packet) = &packet {
             let index = packet.packet_type() as usize;
@@ -119,6 +145,20 @@ impl PacketStream {
         let header = crate::codec::framing::parse_fixed_header(&self.read_buf).ok()??;
         let size = usize::from(header.header_len) + header.remaining_length as usize;
         self.read_buf.get(..size).map(<[u8]>::to_vec)
+    }
+
+    /// The client's protocol version, once its CONNECT has been seen.
+    pub(crate) fn protocol(&self) -> Option<ProtocolVersion> {
+        match self.decoder {
+            Wire::Undetected(_) => None,
+            Wire::V4(_, version) => Some(version),
+            Wire::V5(_) => Some(ProtocolVersion::V5),
+        }
+    }
+
+    /// Whether the client speaks MQTT 5.
+    pub(crate) fn is_v5(&self) -> bool {
+        matches!(self.decoder, Wire::V5(_))
     }
 
     /// Encoded size of the packet the last [`next_buffered`](Self::next_buffered) returned.
@@ -171,10 +211,17 @@ impl PacketStream {
         }
     }
 
-    /// Appends `packet` to the write buffer.
+    /// Appends `packet` to the write buffer, in the client's protocol version: a 3.1.1 client
+    /// gets the 3.1.1 equivalent, or nothing where 3.1.1 has none (a server DISCONNECT).
     pub(crate) fn queue(&mut self, packet: &Packet) -> Result<(), IoError> {
         let before = self.write_buf.len();
-        v4::encode(packet, &mut self.write_buf)?;
+        if self.is_v5() {
+            v5::encode(packet, &mut self.write_buf)?;
+        } else if let Some(packet) = convert::v5_to_v4(packet) {
+            v4::encode(&packet, &mut self.write_buf)?;
+        } else {
+            return Ok(());
+        }
         self.packets_out += 1;
         let index = packet.packet_type() as usize;
         self.by_type.packets_out[index] = self.by_type.packets_out[index].saturating_add(1);
@@ -186,7 +233,7 @@ impl PacketStream {
     /// Appends up to a batch of the session's queued deliveries to the write buffer.
     pub(crate) fn queue_deliveries(&mut self, session: &Session) {
         let before = self.write_buf.len();
-        let n = session.fill_outbound(&mut self.write_buf, WRITE_BATCH) as u64;
+        let n = session.fill_outbound(&mut self.write_buf, WRITE_BATCH, &mut self.out) as u64;
         self.packets_out += n;
         self.publishes_out += n;
         let index = PacketType::Publish as usize;

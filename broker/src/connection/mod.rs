@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, info, warn};
 
-use crate::codec::v4::{Connect, LastWill};
+use crate::codec::v5::{self, LastWill, ReasonCode};
 use crate::context::BrokerContext;
 use crate::dispatch;
 use crate::listener::{PeerInfo, Transport};
@@ -35,6 +35,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 pub enum Exit {
     /// The client sent DISCONNECT: the will is discarded.
     Disconnect,
+    /// The client sent an MQTT 5 DISCONNECT with reason 0x04: the will is published.
+    DisconnectWithWill,
     /// The peer closed the socket without DISCONNECT.
     Closed,
     /// No packet within 1.5 × keepalive ([MQTT-3.1.2-24]).
@@ -45,8 +47,8 @@ pub enum Exit {
     Kicked,
     /// The broker is shutting down: no will ([MQTT-3.1.2-8] lists only client-side causes).
     Shutdown,
-    /// A malformed or protocol-violating packet.
-    ProtocolError,
+    /// A malformed or protocol-violating packet; the MQTT 5 reason sent in DISCONNECT.
+    ProtocolError(ReasonCode),
     /// The socket failed.
     IoError,
 }
@@ -55,13 +57,26 @@ impl Exit {
     /// The reason reported in the `client_disconnected` event.
     pub fn event_reason(self) -> pb::DisconnectReason {
         match self {
-            Exit::Disconnect => pb::DisconnectReason::Normal,
+            Exit::Disconnect | Exit::DisconnectWithWill => pb::DisconnectReason::Normal,
             Exit::Closed | Exit::IoError => pb::DisconnectReason::Abnormal,
             Exit::KeepAliveTimeout => pb::DisconnectReason::KeepaliveTimeout,
             Exit::TakenOver => pb::DisconnectReason::TakenOver,
             Exit::Kicked => pb::DisconnectReason::Kicked,
             Exit::Shutdown => pb::DisconnectReason::Shutdown,
-            Exit::ProtocolError => pb::DisconnectReason::ProtocolError,
+            Exit::ProtocolError(_) => pb::DisconnectReason::ProtocolError,
+        }
+    }
+
+    /// The reason code of the DISCONNECT the broker sends an MQTT 5 client for this ending,
+    /// or `None` when the client ended the connection itself.
+    pub fn server_reason(self) -> Option<ReasonCode> {
+        match self {
+            Exit::Disconnect | Exit::DisconnectWithWill | Exit::Closed | Exit::IoError => None,
+            Exit::KeepAliveTimeout => Some(ReasonCode::KeepAliveTimeout),
+            Exit::TakenOver => Some(ReasonCode::SessionTakenOver),
+            Exit::Kicked => Some(ReasonCode::AdministrativeAction),
+            Exit::Shutdown => Some(ReasonCode::ServerShuttingDown),
+            Exit::ProtocolError(reason) => Some(reason),
         }
     }
 
@@ -94,6 +109,7 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
         accepted.session.clone(),
         accepted.connect.username.clone(),
         peer.listener.clone(),
+        accepted.session_expiry,
     );
     let source = packet_events::PacketSource {
         client_id: accepted.facts.client_id.clone(),
@@ -104,7 +120,7 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
     let exit = run(
         &mut conn,
         &mut stream,
-        &accepted.connect,
+        accepted.keep_alive,
         &accepted.owner.kick,
         &source,
     )
@@ -112,6 +128,19 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
     // Offline for delivery first, so nothing published from here on is queued as if the client
     // were online; the session itself is released last, after the events below.
     accepted.session.mark_closing(accepted.owner.connection_id);
+    let exit = match exit {
+        Exit::TakenOver | Exit::Kicked if ctx.shutdown.is_cancelled() => Exit::Shutdown,
+        other => other,
+    };
+    if let Some(reason) = exit.server_reason() {
+        // MQTT 5 clients learn why ([MQTT-4.13.2-1]); 3.1.1 has no server DISCONNECT, so
+        // `queue` writes nothing for them.
+        let disconnect = v5::Packet::Disconnect(v5::Disconnect {
+            reason_code: reason,
+            properties: v5::DisconnectProperties::default(),
+        });
+        let _ = stream.queue(&disconnect);
+    }
     // Best effort, bounded: a client that stopped reading gets no more time.
     let _ = tokio::time::timeout(CLOSE_GRACE, stream.close()).await;
     flush_counters(&ctx, &mut stream);
@@ -119,12 +148,10 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
         .clients_connected
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
 
-    let exit = match exit {
-        Exit::TakenOver | Exit::Kicked if ctx.shutdown.is_cancelled() => Exit::Shutdown,
-        other => other,
-    };
     match exit {
-        Exit::Disconnect | Exit::Closed | Exit::Shutdown => debug!(?exit, "disconnected"),
+        Exit::Disconnect | Exit::DisconnectWithWill | Exit::Closed | Exit::Shutdown => {
+            debug!(?exit, "disconnected")
+        }
         _ => info!(?exit, "disconnected"),
     }
     let will = accepted
@@ -133,7 +160,7 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
         .as_ref()
         .filter(|_| exit.publishes_will());
     if let Some(will) = will {
-        publish_will(&ctx, will).await;
+        will_after_delay(&ctx, &accepted.session, will).await;
     }
     ctx.plugins.emit(pb::EventKind::ClientDisconnected, || {
         pb::event::Body::ClientDisconnected(pb::ClientDisconnected {
@@ -159,13 +186,12 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
 async fn run(
     conn: &mut inbound::Connection,
     stream: &mut PacketStream,
-    connect: &Connect,
+    keep_alive: u16,
     kick: &tokio_util::sync::CancellationToken,
     source: &packet_events::PacketSource,
 ) -> Exit {
     // [MQTT-3.1.2-24]: one and a half times the keepalive without a packet closes the connection.
-    let keep_alive = (connect.keep_alive > 0)
-        .then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+    let keep_alive = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
     let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
     let deadline = sleep_until(keep_alive.map_or(far_future, |k| Instant::now() + k));
     tokio::pin!(deadline);
@@ -252,23 +278,75 @@ fn kicked(conn: &inbound::Connection) -> Exit {
     }
 }
 
-fn protocol_error(ctx: &BrokerContext, error: &dyn std::fmt::Display) -> Exit {
+fn protocol_error(ctx: &BrokerContext, error: &crate::codec::DecodeError) -> Exit {
     warn!(%error, "closing connection: protocol error");
     Stats::add(&ctx.stats.protocol_errors, 1);
-    Exit::ProtocolError
+    Exit::ProtocolError(error.v5_reason())
+}
+
+/// Publishes the will now, or (MQTT 5 Will Delay Interval) after min(delay, session expiry)
+/// unless a connection takes the session over first ([MQTT-3.1.3-9]). The delayed will is a
+/// task owned by the session's `pending_will` token, a child of the broker's shutdown token:
+/// a broker shutdown drops it unsent, as it does immediate wills.
+async fn will_after_delay(
+    ctx: &Arc<BrokerContext>,
+    session: &Arc<crate::session::Session>,
+    will: &LastWill,
+) {
+    let delay = will.properties.will_delay_interval.unwrap_or(0);
+    let (ends, expiry) = session.with_state(|st| (st.clean, st.expiry));
+    let delay = Duration::from_secs(u64::from(delay));
+    let wait = match (ends, expiry) {
+        _ if delay.is_zero() => Duration::ZERO,
+        (true, _) => Duration::ZERO,
+        (false, Some(expiry)) => delay.min(expiry),
+        (false, None) => delay,
+    };
+    let message = will_message(will);
+    if wait.is_zero() {
+        publish_will(ctx, &message).await;
+        return;
+    }
+    let cancel = ctx.shutdown.child_token();
+    session.with_state(|st| st.pending_will = Some(cancel.clone()));
+    debug!(?wait, "will delayed");
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = cancel.cancelled() => debug!(topic = %message.topic, "delayed will cancelled"),
+            () = tokio::time::sleep(wait) => publish_will(&ctx, &message).await,
+        }
+    });
+}
+
+/// The will as a message, with its MQTT 5 properties.
+fn will_message(will: &LastWill) -> Message {
+    let p = &will.properties;
+    let mut message = Message::new(
+        will.topic.clone(),
+        will.payload.clone(),
+        will.qos,
+        will.retain,
+    );
+    message.properties = crate::message::MessageProperties::from_publish(&v5::PublishProperties {
+        payload_format_indicator: p.payload_format_indicator,
+        content_type: p.content_type.clone(),
+        response_topic: p.response_topic.clone(),
+        correlation_data: p.correlation_data.clone(),
+        user_properties: p.user_properties.clone(),
+        ..Default::default()
+    });
+    message.expires_at = p
+        .message_expiry_interval
+        .map(|secs| Instant::now() + Duration::from_secs(u64::from(secs)));
+    message
 }
 
 /// Publishes the will. Like aMQTT, no PUBLISH check and no message events: it goes straight to
 /// dispatch, where RECEIVE checks still apply.
-async fn publish_will(ctx: &BrokerContext, will: &LastWill) {
-    debug!(topic = %will.topic, "publishing will");
-    let message = Message {
-        topic: will.topic.clone(),
-        payload: will.message.clone(),
-        qos: will.qos,
-        retain: will.retain,
-    };
-    dispatch::dispatch(ctx, dispatch::Origin::default(), &message).await;
+async fn publish_will(ctx: &BrokerContext, message: &Message) {
+    debug!(topic = %message.topic, "publishing will");
+    dispatch::dispatch(ctx, dispatch::Origin::default(), message).await;
 }
 
 fn flush_counters(ctx: &BrokerContext, stream: &mut PacketStream) {

@@ -439,6 +439,14 @@ impl Collector for BrokerCollector {
                     vec![("reason", "offline_qos0".to_owned())],
                     get(&s.dropped_offline_qos0),
                 ),
+                (
+                    vec![("reason", "expired".to_owned())],
+                    get(&s.dropped_expired),
+                ),
+                (
+                    vec![("reason", "too_large".to_owned())],
+                    get(&s.dropped_too_large),
+                ),
             ],
         )?;
         gauge(

@@ -45,8 +45,74 @@ pub fn message(message: &Message, payload: bool) -> pb::Message {
         payload_size: u32::try_from(message.payload.len()).unwrap_or(u32::MAX),
         qos: message.qos as u32,
         retain: message.retain,
-        properties: None,
+        properties: properties(message),
     }
+}
+
+/// The MQTT 5 properties of `message` as plugins see them; `None` when it has none.
+fn properties(message: &Message) -> Option<pb::MessageProperties> {
+    let expiry = message.remaining_expiry(tokio::time::Instant::now());
+    let props = message.properties.as_deref();
+    if props.is_none() && expiry.is_none() {
+        return None;
+    }
+    let props = props.cloned().unwrap_or_default();
+    Some(pb::MessageProperties {
+        user_properties: props
+            .user_properties
+            .iter()
+            .map(|(key, value)| pb::UserProperty {
+                key: key.to_string(),
+                value: value.to_string(),
+            })
+            .collect(),
+        content_type: props
+            .content_type
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
+        response_topic: props
+            .response_topic
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
+        correlation_data: props
+            .correlation_data
+            .map(|v| v.to_vec())
+            .unwrap_or_default(),
+        message_expiry_secs: expiry,
+        payload_is_utf8: props.payload_format_indicator.unwrap_or(false),
+    })
+}
+
+/// MQTT 5 properties given by a plugin or the admin API, as the broker carries them (empty
+/// strings are absent properties), and the expiry they ask for.
+pub fn from_pb_properties(
+    props: Option<&pb::MessageProperties>,
+) -> (
+    Option<std::sync::Arc<crate::message::MessageProperties>>,
+    Option<tokio::time::Instant>,
+) {
+    let Some(p) = props else {
+        return (None, None);
+    };
+    let text = |s: &str| (!s.is_empty()).then(|| bytestring::ByteString::from(s));
+    let carried = crate::message::MessageProperties {
+        payload_format_indicator: p.payload_is_utf8.then_some(true),
+        content_type: text(&p.content_type),
+        response_topic: text(&p.response_topic),
+        correlation_data: (!p.correlation_data.is_empty())
+            .then(|| bytes::Bytes::copy_from_slice(&p.correlation_data)),
+        user_properties: p
+            .user_properties
+            .iter()
+            .map(|u| (u.key.as_str().into(), u.value.as_str().into()))
+            .collect(),
+    };
+    let expires = p
+        .message_expiry_secs
+        .map(|secs| tokio::time::Instant::now() + std::time::Duration::from_secs(u64::from(secs)));
+    let carried = (carried != crate::message::MessageProperties::default())
+        .then(|| std::sync::Arc::new(carried));
+    (carried, expires)
 }
 
 /// A message event body for `client_id` (empty for broker-originated messages).

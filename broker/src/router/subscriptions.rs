@@ -4,14 +4,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::codec::QoS;
+use super::Subscription;
 use crate::session::Session;
 
 /// One subscription stored in the tree.
 #[derive(Debug, Clone)]
 pub(crate) struct Subscriber {
     pub(crate) session: Arc<Session>,
-    pub(crate) qos: QoS,
+    pub(crate) sub: Subscription,
 }
 
 /// A node of the tree: the filters that end here, and the children by next level.
@@ -45,7 +45,12 @@ pub(crate) struct SubscriptionTree {
 
 impl SubscriptionTree {
     /// Adds or replaces (same session, same filter) a subscription. Returns true if it is new.
-    pub(crate) fn insert(&mut self, filter: &str, session: &Arc<Session>, qos: QoS) -> bool {
+    pub(crate) fn insert(
+        &mut self,
+        filter: &str,
+        session: &Arc<Session>,
+        sub: Subscription,
+    ) -> bool {
         let mut node = &mut self.root;
         let mut levels = filter.split('/').peekable();
         let list = loop {
@@ -60,13 +65,13 @@ impl SubscriptionTree {
         };
         match list.iter_mut().find(|s| s.session.id() == session.id()) {
             Some(existing) => {
-                existing.qos = qos;
+                existing.sub = sub;
                 false
             }
             None => {
                 list.push(Subscriber {
                     session: session.clone(),
-                    qos,
+                    sub,
                 });
                 self.count += 1;
                 true

@@ -12,7 +12,7 @@ mod registry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
 use bytestring::ByteString;
@@ -21,15 +21,16 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::v4::{self, Packet, Publish};
-use crate::codec::{PacketId, ProtocolVersion, QoS};
+use crate::codec::{PacketId, ProtocolVersion, QoS, v4};
 use crate::config::QueueFullPolicy;
 use crate::message::Message;
+use crate::outbound::{Encoded, Outbound};
 use crate::plugin::cache::TopicCache;
+use crate::router::Subscription;
 use crate::stats::Stats;
 
 pub(crate) use outgoing::{Awaiting, OutgoingWindow};
-pub use registry::{Attached, SessionRegistry};
+pub use registry::{Attached, SessionRegistry, SessionTerms};
 
 /// Per-session limits, copied from the `limits` section of the config.
 #[derive(Debug, Clone, Copy)]
@@ -96,6 +97,10 @@ pub enum DropReason {
     OfflineQos0,
     /// The session queue was full (`max-queued-messages`); see `queue-full-policy`.
     QueueFull,
+    /// The MQTT 5 message expiry interval passed before the message could be sent.
+    Expired,
+    /// The message is larger than the client's MQTT 5 Maximum Packet Size.
+    TooLarge,
 }
 
 /// One client id's session. Shared as `Arc<Session>` by the registry, the subscription tree and
@@ -114,10 +119,17 @@ pub struct Session {
 /// The mutable part of a session. Locked only for short, await-free sections.
 #[derive(Debug)]
 pub(crate) struct SessionState {
-    /// Clean session flag of the connection that created or last resumed the session.
+    /// The session ends when its connection does: clean session 1 (3.1.1), or a Session
+    /// Expiry Interval of 0 (MQTT 5).
     pub(crate) clean: bool,
-    /// Topic filter → granted QoS.
-    pub(crate) subscriptions: HashMap<ByteString, QoS>,
+    /// How long the session outlives its connection once offline; `None` means forever.
+    /// Unused while `clean`.
+    pub(crate) expiry: Option<Duration>,
+    /// A will waiting for its MQTT 5 Will Delay Interval; cancelled when a connection takes
+    /// the session again ([MQTT-3.1.3-9]).
+    pub(crate) pending_will: Option<CancellationToken>,
+    /// Topic filter (as subscribed, `$share/...` included) → subscription.
+    pub(crate) subscriptions: HashMap<ByteString, Subscription>,
     /// Messages not yet sent, oldest first.
     queue: VecDeque<Message>,
     /// Sent QoS 1/2 messages awaiting acknowledgement.
@@ -152,6 +164,8 @@ impl Session {
             limits,
             state: Mutex::new(SessionState {
                 clean,
+                expiry: None,
+                pending_will: None,
                 subscriptions: HashMap::new(),
                 queue: VecDeque::new(),
                 outgoing: OutgoingWindow::new(limits.max_inflight),
@@ -244,13 +258,16 @@ impl Session {
         self.wake.notified().await;
     }
 
-    /// Moves queued messages into `buf` as encoded PUBLISH packets until the queue is empty, the
-    /// outgoing window is full, or `buf` holds `max_bytes`. Returns how many were written; if
-    /// work remains because of `max_bytes`, the session wakes itself again.
-    pub fn fill_outbound(&self, buf: &mut BytesMut, max_bytes: usize) -> usize {
+    /// Moves queued messages into `buf` as PUBLISH packets encoded by `out` until the queue is
+    /// empty, the outgoing window is full, or `buf` holds `max_bytes`. Messages that expired
+    /// while queued, or that the client could not accept, are dropped and counted. Returns how
+    /// many were written; if work remains because of `max_bytes`, the session wakes itself
+    /// again.
+    pub fn fill_outbound(&self, buf: &mut BytesMut, max_bytes: usize, out: &mut Outbound) -> usize {
         let mut written = 0;
         let mut state = self.state.lock();
         let state = &mut *state;
+        let now = Instant::now();
         while buf.len() < max_bytes {
             let Some(front) = state.queue.front() else {
                 break;
@@ -261,17 +278,28 @@ impl Session {
             let Some(message) = state.queue.pop_front() else {
                 break;
             };
-            let packet_id =
-                (message.qos != QoS::AtMostOnce).then(|| state.outgoing.push(message.clone()));
-            if let Err(error) = v4::encode_publish(&to_publish(&message, packet_id, false), buf) {
-                // Only a payload beyond the protocol's 256 MiB limit gets here; drop that one.
-                tracing::warn!(%error, topic = %message.topic, "dropping a message that cannot be encoded");
-                if let Some(id) = packet_id {
-                    state.outgoing.forget(id);
-                }
+            if message.is_expired(now) {
+                self.stats.dropped(DropReason::Expired);
                 continue;
             }
-            written += 1;
+            let packet_id =
+                (message.qos != QoS::AtMostOnce).then(|| state.outgoing.push(message.clone()));
+            match out.encode(&message, packet_id, false, now, buf) {
+                Ok(Encoded::Written) => written += 1,
+                Ok(Encoded::TooLarge) => {
+                    self.stats.dropped(DropReason::TooLarge);
+                    if let Some(id) = packet_id {
+                        state.outgoing.forget(id);
+                    }
+                }
+                Err(error) => {
+                    // Only a payload beyond the protocol's 256 MiB limit gets here; drop that one.
+                    tracing::warn!(%error, topic = %message.topic, "dropping a message that cannot be encoded");
+                    if let Some(id) = packet_id {
+                        state.outgoing.forget(id);
+                    }
+                }
+            }
         }
         let more = state
             .queue
@@ -285,17 +313,26 @@ impl Session {
 
     /// Encodes every unacknowledged outgoing message into `buf` for a resumed session: PUBLISH
     /// with DUP set, or PUBREL for QoS 2 flows past PUBREC ([MQTT-4.4.0-1]).
-    pub fn fill_resend(&self, buf: &mut BytesMut) -> usize {
+    pub fn fill_resend(&self, buf: &mut BytesMut, out: &mut Outbound) -> usize {
         let state = self.state.lock();
+        let now = Instant::now();
         for (id, awaiting) in state.outgoing.iter() {
             match awaiting {
-                // Each of these encoded once already, so it encodes again.
+                // Each of these was encoded once already, so it encodes again.
                 Awaiting::Ack(message) => {
-                    let _ = v4::encode_publish(&to_publish(message, Some(*id), true), buf);
+                    let _ = out.encode(message, Some(*id), true, now, buf);
                 }
-                Awaiting::Comp => {
-                    let _ = v4::encode(&Packet::PubRel(*id), buf);
-                }
+                Awaiting::Comp => match out.protocol() {
+                    ProtocolVersion::V5 => {
+                        let rel = crate::codec::v5::Packet::PubRel(
+                            crate::codec::v5::PubResponse::success(*id),
+                        );
+                        let _ = crate::codec::v5::encode(&rel, buf);
+                    }
+                    _ => {
+                        let _ = v4::encode(&v4::Packet::PubRel(*id), buf);
+                    }
+                },
             }
         }
         state.outgoing.len()
@@ -319,7 +356,7 @@ impl Session {
             subscriptions: state
                 .subscriptions
                 .iter()
-                .map(|(filter, qos)| (filter.clone(), *qos))
+                .map(|(filter, sub)| (filter.clone(), sub.options.qos))
                 .collect(),
             inflight: state.outgoing.len(),
             queued: state.queue.len(),
@@ -329,17 +366,5 @@ impl Session {
     /// The connection attached to the session now, if any.
     pub fn owner(&self) -> Option<Owner> {
         self.state.lock().owner.clone()
-    }
-}
-
-/// The PUBLISH packet that carries `message` to a subscriber.
-fn to_publish(message: &Message, packet_id: Option<PacketId>, dup: bool) -> Publish {
-    Publish {
-        dup,
-        qos: message.qos,
-        retain: message.retain,
-        topic: message.topic.clone(),
-        packet_id,
-        payload: message.payload.clone(),
     }
 }

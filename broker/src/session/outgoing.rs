@@ -36,6 +36,12 @@ impl OutgoingWindow {
         }
     }
 
+    /// Changes how many messages may be unacknowledged at once (a new connection's MQTT 5
+    /// Receive Maximum). Entries already in flight stay; no new one is sent until fewer remain.
+    pub(crate) fn set_capacity(&mut self, capacity: u16) {
+        self.capacity = usize::from(capacity.max(1));
+    }
+
     /// Whether another QoS 1/2 message may be sent now.
     pub(crate) fn has_room(&self) -> bool {
         self.entries.len() < self.capacity
@@ -123,12 +129,7 @@ mod tests {
     use crate::codec::QoS;
 
     fn msg(qos: QoS) -> Message {
-        Message {
-            topic: "t".into(),
-            payload: bytes::Bytes::new(),
-            qos,
-            retain: false,
-        }
+        Message::new("t".into(), bytes::Bytes::new(), qos, false)
     }
 
     #[test]

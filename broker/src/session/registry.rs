@@ -16,6 +16,19 @@ use tokio::time::Instant;
 use super::{Owner, Session, SessionLimits};
 use crate::stats::Stats;
 
+/// How a connection wants its session kept: its CONNECT's clean start and expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTerms {
+    /// Discard any stored session and start a new one (3.1.1 clean session 1, MQTT 5 Clean
+    /// Start).
+    pub clean_start: bool,
+    /// The session ends with this connection (3.1.1 clean session 1, MQTT 5 Session Expiry
+    /// Interval 0).
+    pub ends_with_connection: bool,
+    /// Otherwise, how long it outlives the connection; `None` means forever.
+    pub expiry: Option<Duration>,
+}
+
 /// Result of attaching a new connection to a client id.
 #[derive(Debug)]
 pub struct Attached {
@@ -52,9 +65,11 @@ impl SessionRegistry {
     }
 
     /// Attaches the connection `owner` to `client_id`: kicks any connection that owns it now
-    /// (takeover), resumes the stored session when `clean` is false, and otherwise starts a new
-    /// one (discarding the stored one).
-    pub fn attach(&self, client_id: &ByteString, clean: bool, owner: Owner) -> Attached {
+    /// (takeover), resumes the stored session unless `terms.clean_start`, and otherwise starts
+    /// a new one (discarding the stored one). A will still waiting for its delay is cancelled
+    /// ([MQTT-3.1.3-9]), and the session takes the connection's expiry terms.
+    pub fn attach(&self, client_id: &ByteString, terms: SessionTerms, owner: Owner) -> Attached {
+        let clean = terms.clean_start;
         let mut sessions = self.sessions.lock();
         let existing = sessions.get(client_id).cloned();
         let previous_owner = existing
@@ -65,10 +80,7 @@ impl SessionRegistry {
         }
         let (session, session_present, discarded) = match existing {
             Some(session) if !clean => {
-                session.with_state(|st| {
-                    st.clean = false;
-                    st.offline_since = None;
-                });
+                session.with_state(|st| st.offline_since = None);
                 // A new connection starts with no cached topic verdicts, even when it took the
                 // session over before the old connection detached.
                 session.decisions().clear();
@@ -90,6 +102,11 @@ impl SessionRegistry {
         session.with_state(|st| {
             st.owner = Some(owner);
             st.closing = false;
+            st.clean = terms.ends_with_connection;
+            st.expiry = terms.expiry;
+            if let Some(will) = st.pending_will.take() {
+                will.cancel();
+            }
         });
         drop(sessions);
         Attached {
@@ -126,12 +143,11 @@ impl SessionRegistry {
         Some(clean)
     }
 
-    /// Removes persistent sessions offline for longer than `expiry` and returns them so the
-    /// caller can drop their subscriptions. `expiry` of zero means sessions never expire.
-    pub fn expire(&self, expiry: Duration) -> Vec<Arc<Session>> {
-        if expiry.is_zero() {
-            return Vec::new();
-        }
+    /// Removes sessions offline for longer than their own expiry and returns them so the
+    /// caller can drop their subscriptions. Sessions without an expiry never expire.
+    ///
+    /// One short scan of every session; the broker calls it once a second.
+    pub fn expire(&self) -> Vec<Arc<Session>> {
         let now = Instant::now();
         let mut expired = Vec::new();
         self.sessions.lock().retain(|_, session| {
@@ -139,7 +155,8 @@ impl SessionRegistry {
                 st.owner.is_none()
                     && st
                         .offline_since
-                        .is_some_and(|t| now.duration_since(t) >= expiry)
+                        .zip(st.expiry)
+                        .is_some_and(|(t, expiry)| now.duration_since(t) >= expiry)
             });
             if stale {
                 expired.push(session.clone());
