@@ -21,6 +21,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use crate::{TIMEOUT, within};
 
 pub mod packet;
+pub mod v5;
 
 pub use packet::{ConnAck, Connect, Packet, Publish};
 
