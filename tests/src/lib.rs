@@ -22,6 +22,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+pub mod admin;
 pub mod broker;
 pub mod client;
 pub mod plugin;
