@@ -104,7 +104,7 @@ impl From<Decision> for pb::AuthenticateResponse {
             cache_ttl_ms: ttl_to_ms(d.cache_for),
             grants: d.grants.map(Into::into),
             auth_data: Vec::new(),
-            reason_code: 0,
+            reason_code: d.reason_code.map_or(0, u32::from),
         }
     }
 }
@@ -144,6 +144,7 @@ fn decision(verdict: i32, reason: String, ttl_ms: i64) -> Result<Decision, Inval
         verdict,
         cache_for: ms_to_ttl(ttl_ms),
         grants: None,
+        reason_code: None,
     })
 }
 

@@ -37,6 +37,10 @@ pub struct Decision {
     /// Topic permissions for the new session. Only read from an `Allow` of an
     /// [`crate::Authenticator`]; ignored on topic checks.
     pub grants: Option<Grants>,
+    /// For a `Deny` of an [`crate::Authenticator`]: the MQTT 5 CONNACK reason code the client
+    /// gets (e.g. 0x86 Bad user name or password, 0x8A Banned); `None` means 0x87 Not
+    /// authorized. MQTT 3.1.1 clients always get 0x05.
+    pub reason_code: Option<u8>,
 }
 
 impl Decision {
@@ -62,6 +66,13 @@ impl Decision {
         self
     }
 
+    /// The MQTT 5 CONNACK reason code for a denial (authentication only).
+    #[must_use]
+    pub fn reason_code(mut self, code: u8) -> Self {
+        self.reason_code = Some(code);
+        self
+    }
+
     /// Attach session grants (authentication only).
     #[must_use]
     pub fn with_grants(mut self, grants: Grants) -> Self {
@@ -76,6 +87,7 @@ impl From<Verdict> for Decision {
             verdict,
             cache_for: None,
             grants: None,
+            reason_code: None,
         }
     }
 }

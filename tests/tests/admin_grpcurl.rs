@@ -275,6 +275,12 @@ async fn every_admin_method_answers_with_json() {
             .is_some_and(|t| t.ends_with('Z'))
     );
     assert_eq!(plugin["counters"]["calls"], "0");
+    assert!(
+        plugin["lastError"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("describe: ")),
+        "last error of a plugin nothing listens for: {plugin}"
+    );
     assert_eq!(plugin["latency"]["p99Ms"], 0.0);
 
     // DisconnectClient: the client is closed; an unknown or offline one is NOT_FOUND.

@@ -399,7 +399,7 @@ impl BrokerAdmin for AdminService {
                         .into_iter()
                         .map(|k| k as i32)
                         .collect(),
-                    last_error: String::new(),
+                    last_error: plugin.last_error().unwrap_or_default(),
                     counters: Some(admin_pb::PluginCounters {
                         calls: get(&stats.calls),
                         allows: get(&stats.allows),

@@ -10,15 +10,21 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::io::{IoError, PacketStream};
+use crate::codec::PacketType;
 use crate::codec::ProtocolVersion;
-use crate::codec::v5::{ConnAck, ConnAckProperties, Connect, Packet, ReasonCode};
+use crate::codec::v5::{
+    Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, Packet, ReasonCode,
+};
 use crate::context::BrokerContext;
 use crate::listener::PeerInfo;
 use crate::outbound::Outbound;
-use crate::plugin::emit;
+use crate::plugin::{AuthOutcome, emit};
 use crate::session::{Owner, Session, SessionTerms};
 use crate::stats::Stats;
 use midge_proto::plugin::v1 as pb;
+
+/// How long a client may take to answer one AUTH challenge of enhanced authentication.
+const AUTH_STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a new connection waits for the connection it took over to let go of the session.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
@@ -145,15 +151,7 @@ pub(crate) async fn handshake(
             })
             .collect(),
     };
-    let grants = match ctx.plugins.authenticate(&request).await {
-        Ok(grants) => grants,
-        Err(reason) => {
-            info!(username = connect.username.as_deref(), %reason, "refused: not authorized");
-            refuse(ctx, stream, ReasonCode::NotAuthorized, Some(reason)).await;
-            return None;
-        }
-    };
-    drop(request);
+    let (grants, auth_data) = Box::pin(authenticate(ctx, stream, request, &connect)).await?;
     let mut connect = connect;
     connect.password = None;
     connect.properties.authentication_data = None;
@@ -243,6 +241,10 @@ pub(crate) async fn handshake(
             (limits.topic_alias_maximum > 0).then_some(limits.topic_alias_maximum);
         connack.assigned_client_identifier = assigned.then(|| client_id.clone());
         connack.shared_subscription_available = (!limits.shared_subscriptions).then_some(false);
+        if let Some(method) = &connect.properties.authentication_method {
+            connack.authentication_method = Some(method.clone());
+            connack.authentication_data = (!auth_data.is_empty()).then(|| auth_data.into());
+        }
     }
     let ack = Packet::ConnAck(Box::new(ConnAck {
         session_present: attached.session_present,
@@ -283,6 +285,89 @@ pub(crate) async fn handshake(
         owner,
         facts,
     })
+}
+
+/// Runs the authentication chain, and for an MQTT 5 CONNECT with an Authentication Method the
+/// AUTH exchange a plugin asks for (§4.12): AUTH 0x18 with the plugin's data, the client's AUTH
+/// 0x18 back, until the plugin decides. Returns the session grants and the Authentication Data
+/// for CONNACK, or `None` when the client was refused (CONNACK sent) or went away.
+async fn authenticate(
+    ctx: &BrokerContext,
+    stream: &mut PacketStream,
+    mut request: pb::AuthenticateRequest,
+    connect: &Connect,
+) -> Option<(
+    Option<std::sync::Arc<crate::plugin::grants::Grants>>,
+    Vec<u8>,
+)> {
+    let mut outcome = ctx.plugins.authenticate(&request).await;
+    loop {
+        let pending = match outcome {
+            AuthOutcome::Allowed { grants, auth_data } => return Some((grants, auth_data)),
+            AuthOutcome::Refused {
+                reason,
+                reason_code,
+            } => {
+                info!(username = connect.username.as_deref(), %reason, "refused: not authorized");
+                // A plugin's reason code counts if CONNACK may carry it as a refusal.
+                let code = u8::try_from(reason_code)
+                    .ok()
+                    .and_then(|c| ReasonCode::try_from(c).ok())
+                    .filter(|c| c.is_error() && c.allowed_in(PacketType::ConnAck))
+                    .unwrap_or(ReasonCode::NotAuthorized);
+                refuse(ctx, stream, code, Some(reason)).await;
+                return None;
+            }
+            AuthOutcome::Continue(pending) => pending,
+        };
+        let method = connect.properties.authentication_method.clone();
+        let challenge = Packet::Auth(Auth {
+            reason_code: ReasonCode::ContinueAuthentication,
+            properties: AuthProperties {
+                authentication_method: method.clone(),
+                authentication_data: Some(pending.auth_data.clone().into()),
+                ..AuthProperties::default()
+            },
+        });
+        if stream.queue(&challenge).is_err() || stream.flush().await.is_err() {
+            return None;
+        }
+        let answer = tokio::time::timeout(AUTH_STEP_TIMEOUT, stream.read_packet()).await;
+        let auth = match answer {
+            Ok(Ok(Some(Packet::Auth(auth)))) => auth,
+            Ok(Ok(Some(other))) => {
+                warn!(
+                    packet = other.name(),
+                    "expected AUTH during authentication [MQTT-4.12.0-1]"
+                );
+                refuse(ctx, stream, ReasonCode::ProtocolError, None).await;
+                return None;
+            }
+            Err(_) => {
+                info!("no AUTH answer in time: closing");
+                return None;
+            }
+            Ok(_) => {
+                debug!("closed during authentication");
+                return None;
+            }
+        };
+        if auth.reason_code != ReasonCode::ContinueAuthentication
+            || auth.properties.authentication_method != method
+        {
+            // [MQTT-4.12.0-5]: the same method throughout.
+            info!("AUTH with another method or reason: refused");
+            refuse(ctx, stream, ReasonCode::BadAuthenticationMethod, None).await;
+            return None;
+        }
+        request.step += 1;
+        request.auth_data = auth
+            .properties
+            .authentication_data
+            .map(|d| d.to_vec())
+            .unwrap_or_default();
+        outcome = ctx.plugins.continue_auth(pending, &request).await;
+    }
 }
 
 /// Sends a refusing CONNACK (in the client's protocol: the nearest 3.1.1 return code for

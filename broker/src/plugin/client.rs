@@ -72,6 +72,13 @@ pub struct Answer {
     pub cache_for: Option<Duration>,
     /// Session grants that came with an authentication ALLOW.
     pub grants: Option<pb::SessionGrants>,
+    /// MQTT 5 enhanced authentication: the plugin answered CONTINUE (its vote is then
+    /// `Ignore` until the exchange ends). Never cached.
+    pub continues: bool,
+    /// Authentication Data for the client: the AUTH packet (CONTINUE) or the CONNACK (ALLOW).
+    pub auth_data: Vec<u8>,
+    /// The CONNACK reason code a DENY asks for (0: the default, 0x87).
+    pub reason_code: u32,
 }
 
 /// One configured plugin.
@@ -88,6 +95,8 @@ pub struct Plugin {
     /// `DescribeResponse.packet_bytes`: packet events carry raw bytes.
     packet_bytes: AtomicBool,
     described_notify: Notify,
+    /// The last failed decision call, for the admin API's `ListPlugins.last_error`.
+    last_error: Mutex<Option<String>>,
     /// Poked when a call saw the connection fail, so the supervisor describes again.
     reconnected: Notify,
     pipeline: Arc<EventPipeline>,
@@ -137,6 +146,7 @@ impl Plugin {
             described: AtomicBool::new(false),
             packet_bytes: AtomicBool::new(false),
             described_notify: Notify::new(),
+            last_error: Mutex::new(None),
             reconnected: Notify::new(),
             pipeline,
         })
@@ -145,6 +155,16 @@ impl Plugin {
     /// Position in the `plugins` section (cache keys use it).
     pub fn index(&self) -> u16 {
         self.index
+    }
+
+    /// The last decision call that failed (timeout, error, unavailable), as a short text.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().clone()
+    }
+
+    /// Records `error` as the plugin's last error (shown by the admin API).
+    pub fn record_error(&self, error: String) {
+        *self.last_error.lock() = Some(error);
     }
 
     /// The alias it is registered under.
@@ -253,6 +273,10 @@ impl Plugin {
         let timeout = self.config.timeout;
         let channel = self.channel.clone();
         let mut grants = None;
+        let mut extra = (false, Vec::new(), 0);
+        // CONTINUE is an answer only where an exchange can take place: a CONNECT with an
+        // Authentication Method.
+        let enhanced = !request.auth_method.is_empty();
         let result = self
             .call(async move {
                 let mut request = tonic::Request::new(request);
@@ -264,14 +288,23 @@ impl Plugin {
             })
             .await
             .and_then(|r| {
+                if enhanced && r.verdict == pb::Verdict::Continue as i32 {
+                    extra = (true, r.auth_data, 0);
+                    return Ok((PluginVote::Ignore, 0));
+                }
                 let vote = vote_from_pb(r.verdict, &r.reason).ok_or(FailureClass::Error)?;
                 if vote == PluginVote::Allow {
                     grants = r.grants;
                 }
+                extra = (false, r.auth_data, r.reason_code);
                 Ok((vote, r.cache_ttl_ms))
             });
         let mut answer = self.answer("authenticate", result);
         answer.grants = grants;
+        (answer.continues, answer.auth_data, answer.reason_code) = extra;
+        if answer.continues {
+            answer.cache_for = None;
+        }
         answer
     }
 
@@ -362,6 +395,9 @@ impl Plugin {
                     vote,
                     cache_for,
                     grants: None,
+                    continues: false,
+                    auth_data: Vec::new(),
+                    reason_code: 0,
                 }
             }
             Err(class) => {
@@ -385,10 +421,21 @@ impl Plugin {
                     )),
                     Fallback::Ignore => PluginVote::Absent,
                 };
+                self.record_error(format!(
+                    "{what}: {} ({fallback:?} fallback taken)",
+                    match class {
+                        FailureClass::Timeout => "timed out",
+                        FailureClass::Error => "error or invalid answer",
+                        FailureClass::Unavailable => "unavailable",
+                    }
+                ));
                 Answer {
                     vote,
                     cache_for: None,
                     grants: None,
+                    continues: false,
+                    auth_data: Vec::new(),
+                    reason_code: 0,
                 }
             }
         }
