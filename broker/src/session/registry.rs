@@ -125,6 +125,15 @@ impl SessionRegistry {
         let mut sessions = self.sessions.lock();
         let clean = session.with_state(|st| {
             if st.owner.as_ref().map(|o| o.connection_id) != Some(connection_id) {
+                // Taken over: the new connection attached before this one scheduled its
+                // delayed will, so `attach` found nothing to cancel. "If a new Network
+                // Connection to this Session is made before the Will Delay Interval has passed,
+                // the Server MUST NOT send the Will Message" [MQTT-3.1.3-9].
+                if st.owner.is_some()
+                    && let Some(will) = st.pending_will.take()
+                {
+                    will.cancel();
+                }
                 return None;
             }
             st.owner = None;
