@@ -27,7 +27,7 @@ pub struct Origin<'a> {
 /// subscriber allowed to receive it. The message has passed any PUBLISH check already.
 /// Returns how many subscribers it was delivered or queued to.
 pub async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message) -> usize {
-    if let Some(stored) = ctx.router.retain(message) {
+    if let Some(stored) = ctx.router.retain(message, origin.client_id) {
         let kind = if stored {
             pb::EventKind::RetainedStored
         } else {

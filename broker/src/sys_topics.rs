@@ -86,7 +86,7 @@ pub fn publish_all(ctx: &BrokerContext) {
             QoS::AtMostOnce,
             true,
         );
-        ctx.router.retain(&message);
+        ctx.router.retain(&message, "");
         ctx.router.fan_out(&message, "");
     }
 }

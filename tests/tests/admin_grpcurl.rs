@@ -244,6 +244,11 @@ async fn every_admin_method_answers_with_json() {
         .json();
     assert_eq!(one["message"]["payload"], "aGk=");
     assert_eq!(one["message"]["retain"], true);
+    assert!(
+        one["storedAt"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "stored_at: {one}"
+    );
+    assert_eq!(one["clientId"], "", "published by the admin API: {one}");
     let deleted = grpcurl
         .call("DeleteRetained", Some(r#"{"topic":"sensors/k/temp"}"#))
         .await

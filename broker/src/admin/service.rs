@@ -286,10 +286,14 @@ impl BrokerAdmin for AdminService {
         let mut messages = Vec::new();
         match optional_filter(&request.topic_filter)? {
             None => self.ctx.router.retained().all(&mut messages),
-            Some(filter) => self.ctx.router.retained_matching(filter, &mut messages),
+            Some(filter) => self
+                .ctx
+                .router
+                .retained()
+                .matching_entries(filter, &mut messages),
         }
-        messages.sort_by(|a, b| a.topic.cmp(&b.topic));
-        let (messages, next_page_token) = page.page(messages, |m| m.topic.to_string());
+        messages.sort_by(|a, b| a.message.topic.cmp(&b.message.topic));
+        let (messages, next_page_token) = page.page(messages, |r| r.message.topic.to_string());
         Ok(Response::new(admin_pb::ListRetainedResponse {
             messages: messages
                 .iter()
@@ -446,12 +450,11 @@ impl BrokerAdmin for AdminService {
     }
 }
 
-/// A retained message as the admin API shows it. Who stored it and when are not recorded by
-/// the retained store, so `client_id` is empty and `stored_at` unset.
-fn retained(message: &Message, payload: bool) -> admin_pb::RetainedMessage {
+/// A retained message as the admin API shows it.
+fn retained(retained: &crate::retained::Retained, payload: bool) -> admin_pb::RetainedMessage {
     admin_pb::RetainedMessage {
-        message: Some(emit::message(message, payload)),
-        client_id: String::new(),
-        stored_at: None,
+        message: Some(emit::message(&retained.message, payload)),
+        client_id: retained.publisher.to_string(),
+        stored_at: Some(prost_types::Timestamp::from(retained.stored_at)),
     }
 }

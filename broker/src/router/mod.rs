@@ -86,7 +86,7 @@ impl Router {
     /// Stores or clears the retained message of `message`'s topic, if its retain flag is set.
     /// Returns `Some(true)` when stored, `Some(false)` when cleared (empty payload), `None` when
     /// the message is not retained.
-    pub fn retain(&self, message: &Message) -> Option<bool> {
+    pub fn retain(&self, message: &Message, publisher: &str) -> Option<bool> {
         if !message.retain {
             return None;
         }
@@ -98,7 +98,11 @@ impl Router {
             // was sliced from.
             let mut stored = message.owned();
             stored.retain = true;
-            self.retained.store(stored);
+            self.retained.store(crate::retained::Retained {
+                message: stored,
+                publisher: ByteString::from(publisher),
+                stored_at: std::time::SystemTime::now(),
+            });
             Some(true)
         }
     }
