@@ -1,6 +1,10 @@
 //! Dispatching one accepted application message: retained store, events, and delivery to every
-//! subscriber — through the RECEIVE topic check when topic checks are on.
+//! subscriber — through the RECEIVE topic check when topic checks are on — and the redelivery
+//! of a departed shared-subscription member's messages to the rest of its group.
 
+use std::sync::Arc;
+
+use bytestring::ByteString;
 use futures_util::future::join_all;
 use midge_proto::plugin::v1 as pb;
 
@@ -53,11 +57,17 @@ pub async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message
     Box::pin(fan_out_checked(ctx, message, origin.client_id)).await
 }
 
-/// Fan-out with a RECEIVE check per subscriber (checks run concurrently).
+/// Fan-out with a RECEIVE check per subscriber (checks run concurrently). A shared
+/// subscription group's copy goes to the first of its candidates allowed to receive it.
 async fn fan_out_checked(ctx: &BrokerContext, message: &Message, publisher: &str) -> usize {
     let mut targets: Vec<Target> = Vec::new();
     ctx.router
         .subscribers(&message.topic, publisher, &mut targets);
+    let shared_from = targets
+        .iter()
+        .position(|t| t.shared.is_some())
+        .unwrap_or(targets.len());
+    let (targets, shared) = targets.split_at(shared_from);
     let mut receivers = 0;
     let mut deliver = |target: &Target| {
         if target.session.deliver(target.copy_of(message)).is_ok() {
@@ -66,7 +76,7 @@ async fn fan_out_checked(ctx: &BrokerContext, message: &Message, publisher: &str
     };
     // Cached verdicts decide here without awaiting; only the misses ask the plugins, together.
     let mut misses = Vec::new();
-    for target in &targets {
+    for target in targets {
         match ctx.plugins.cached_verdict(
             target.session.decisions(),
             Action::Receive,
@@ -87,7 +97,93 @@ async fn fan_out_checked(ctx: &BrokerContext, message: &Message, publisher: &str
             }
         }
     }
+    for group in shared.chunk_by(|a, b| a.same_group(b)) {
+        if let Some(target) = first_allowed(ctx, group, message).await {
+            deliver(target);
+        }
+    }
     receivers
+}
+
+/// The first of `candidates` whose session may receive `message` (checked one by one, in
+/// order of preference).
+async fn first_allowed<'t>(
+    ctx: &BrokerContext,
+    candidates: &'t [Target],
+    message: &Message,
+) -> Option<&'t Target> {
+    for target in candidates {
+        if !ctx.plugins.topic_check_enabled()
+            || may_receive(ctx, &target.session, message, target.qos).await
+        {
+            return Some(target);
+        }
+    }
+    None
+}
+
+/// Shared subscription redelivery, when connection `connection_id` of member `session` has
+/// ended: its messages from shared subscriptions that were not acknowledged (QoS 1 sent, any
+/// queued) go to another online member of the same group, through the RECEIVE check. Messages
+/// of a group with no other member online stay with the session (as do QoS 2 messages already
+/// sent, see [`Session::take_shared`]). Returns how many were redelivered.
+pub async fn redeliver_shared(
+    ctx: &BrokerContext,
+    session: &Arc<Session>,
+    connection_id: u64,
+) -> usize {
+    if ctx.shutdown.is_cancelled() {
+        return 0;
+    }
+    let keys: Vec<ByteString> = session.with_state(|st| {
+        st.subscriptions
+            .keys()
+            .filter(|f| crate::topic::is_shared(f))
+            .cloned()
+            .collect()
+    });
+    // Without the session lock: this looks at other sessions.
+    let movable: Vec<ByteString> = keys
+        .into_iter()
+        .filter(|key| ctx.router.shared_has_other_online(key, session.id()))
+        .collect();
+    if movable.is_empty() {
+        return 0;
+    }
+    let messages = session.take_shared(connection_id, |origin| movable.contains(origin));
+    let mut redelivered = 0;
+    let mut candidates = Vec::new();
+    for message in messages {
+        let Some(key) = message.shared_origin.clone() else {
+            continue;
+        };
+        candidates.clear();
+        ctx.router
+            .shared_candidates(&key, session.id(), &mut candidates);
+        match first_allowed(ctx, &candidates, &message).await {
+            Some(target) => {
+                let mut copy = message.for_subscriber(target.qos, message.retain);
+                copy.retain = message.retain && target.retain_as_published;
+                copy.subscription_ids = target.subscription_ids.clone();
+                copy.shared_origin = Some(key);
+                if target.session.deliver(copy).is_ok() {
+                    redelivered += 1;
+                }
+            }
+            // Gone offline (or not allowed) meanwhile: back to its session.
+            None => {
+                let _ = session.deliver(message);
+            }
+        }
+    }
+    if redelivered > 0 {
+        tracing::debug!(
+            client_id = %session.client_id(),
+            redelivered,
+            "shared subscription messages redelivered to other members"
+        );
+    }
+    redelivered
 }
 
 /// Runs the topic-check chain for `query`: answered from `cache` without awaiting when it can

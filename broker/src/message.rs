@@ -34,7 +34,14 @@ pub struct Message {
     /// Subscription identifiers of the subscriptions that matched, for one subscriber's copy
     /// (MQTT 5 §3.3.4); empty on the published message.
     pub subscription_ids: SubscriptionIds,
+    /// The shared subscription (`$share/{group}/{filter}`, as subscribed) one subscriber's copy
+    /// was delivered through, so that it can go to another member of the group if this one
+    /// disconnects before acknowledging it; `None` otherwise (one pointer, no allocation).
+    pub shared_origin: SharedOrigin,
 }
+
+/// See [`Message::shared_origin`]: the key is shared by every copy the group delivers.
+pub type SharedOrigin = Option<Arc<ByteString>>;
 
 /// The subscription identifiers carried by one subscriber's copy of a message. Boxed, so a
 /// message without identifiers (almost all of them) pays one pointer.
@@ -98,11 +105,12 @@ impl Message {
             properties: None,
             expires_at: None,
             subscription_ids: None,
+            shared_origin: None,
         }
     }
 
     /// A copy of this message for a subscriber granted `max_qos`, with the given retain flag
-    /// and subscription identifiers.
+    /// (subscription identifiers and shared origin are the caller's to set).
     pub fn for_subscriber(&self, max_qos: QoS, retain: bool) -> Message {
         Message {
             topic: self.topic.clone(),
@@ -112,6 +120,7 @@ impl Message {
             properties: self.properties.clone(),
             expires_at: self.expires_at,
             subscription_ids: None,
+            shared_origin: None,
         }
     }
 
@@ -141,6 +150,7 @@ impl Message {
             properties: self.properties.as_ref().map(|p| Arc::new(p.owned())),
             expires_at: self.expires_at,
             subscription_ids: None,
+            shared_origin: None,
         }
     }
 }
@@ -155,6 +165,7 @@ impl std::fmt::Debug for Message {
             .field("properties", &self.properties)
             .field("expires_at", &self.expires_at)
             .field("subscription_ids", &self.subscription_ids)
+            .field("shared_origin", &self.shared_origin)
             .finish()
     }
 }

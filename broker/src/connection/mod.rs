@@ -132,6 +132,8 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
         Exit::TakenOver | Exit::Kicked if ctx.shutdown.is_cancelled() => Exit::Shutdown,
         other => other,
     };
+    // Shared subscriptions: what this member did not acknowledge goes to another member.
+    dispatch::redeliver_shared(&ctx, &accepted.session, accepted.owner.connection_id).await;
     if let Some(reason) = exit.server_reason() {
         // MQTT 5 clients learn why ([MQTT-4.13.2-1]); 3.1.1 has no server DISCONNECT, so
         // `queue` writes nothing for them.

@@ -4,7 +4,10 @@
 use std::collections::VecDeque;
 use std::num::NonZeroU16;
 
-use crate::codec::PacketId;
+use bytestring::ByteString;
+
+use super::Session;
+use crate::codec::{PacketId, QoS};
 use crate::message::Message;
 
 /// What an outgoing packet identifier is waiting for.
@@ -117,16 +120,72 @@ impl OutgoingWindow {
         }
     }
 
+    /// Moves the QoS 1 messages awaiting PUBACK that `take` accepts into `out`, in send order,
+    /// releasing their identifiers.
+    pub(crate) fn take_qos1_where(
+        &mut self,
+        mut take: impl FnMut(&Message) -> bool,
+        out: &mut Vec<Message>,
+    ) {
+        self.entries.retain(|(_, awaiting)| match awaiting {
+            Awaiting::Ack(m) if m.qos == QoS::AtLeastOnce && take(m) => {
+                out.push(m.clone());
+                false
+            }
+            _ => true,
+        });
+    }
+
     /// Every unacknowledged entry in send order, for the re-send after a reconnect.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &(PacketId, Awaiting)> {
         self.entries.iter()
     }
 }
 
+impl Session {
+    /// Takes out, for redelivery to another member of their shared subscription group, the
+    /// messages that came through a shared subscription whose key `take` accepts: QoS 1 ones
+    /// sent and not acknowledged, then queued ones (any QoS), each in order. QoS 2 messages
+    /// already sent stay: their delivery must complete with this client ([MQTT-4.8.2-4]).
+    ///
+    /// Only while connection `connection_id` still owns the session (nothing is taken from a
+    /// session another connection has taken over: that one re-sends them).
+    pub(crate) fn take_shared(
+        &self,
+        connection_id: u64,
+        take: impl Fn(&ByteString) -> bool,
+    ) -> Vec<Message> {
+        let mut out = Vec::new();
+        let mut state = self.state.lock();
+        let state = &mut *state;
+        if state.owner.as_ref().map(|o| o.connection_id) != Some(connection_id) {
+            return out;
+        }
+        let wanted = |m: &Message| m.shared_origin.as_deref().is_some_and(&take);
+        state.outgoing.take_qos1_where(wanted, &mut out);
+        if state.queue.iter().any(wanted) {
+            let queue = std::mem::take(&mut state.queue);
+            for message in queue {
+                if wanted(&message) {
+                    out.push(message);
+                } else {
+                    state.queue.push_back(message);
+                }
+            }
+        }
+        out
+    }
+
+    /// A copy of the queue (unit tests of the router).
+    #[cfg(test)]
+    pub(crate) fn queued_for_test(&self) -> Vec<Message> {
+        self.state.lock().queue.iter().cloned().collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::QoS;
 
     fn msg(qos: QoS) -> Message {
         Message::new("t".into(), bytes::Bytes::new(), qos, false)
@@ -153,5 +212,23 @@ mod tests {
         assert!(!window.on_pubcomp(NonZeroU16::MIN.saturating_add(100)));
         assert!(window.on_pubcomp(id));
         assert_eq!(window.len(), 0);
+    }
+
+    #[test]
+    fn only_matching_qos1_messages_are_taken() {
+        let mut window = OutgoingWindow::new(8);
+        let shared = |qos| {
+            let mut m = msg(qos);
+            m.shared_origin = Some(std::sync::Arc::new("$share/g/t".into()));
+            m
+        };
+        window.push(msg(QoS::AtLeastOnce));
+        let a = window.push(shared(QoS::AtLeastOnce));
+        window.push(shared(QoS::ExactlyOnce));
+        let mut out = Vec::new();
+        window.take_qos1_where(|m| m.shared_origin.is_some(), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(window.len(), 2);
+        assert!(!window.on_puback(a), "its identifier is released");
     }
 }
