@@ -2,13 +2,15 @@
 //! distribution (each member its share, none duplicated, none lost), plain subscriptions beside
 //! them, offline members skipped, redelivery of a departed member's unacknowledged messages,
 //! unsubscribe, the `shared-subscriptions: false` switch, invalid share names, and no retained
-//! replay. Distribution uses `rumqttc`'s v5 client; the exact-protocol cases use raw bytes.
+//! replay, RECEIVE checks choosing among members. Distribution uses `rumqttc`'s v5 client; the exact-protocol cases use raw bytes.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use midge_plugin::Action;
 use midge_tests::broker::tcp_config;
+use midge_tests::plugin::{Reply, TestPlugin, broker_yaml};
 use midge_tests::raw::packet;
 use midge_tests::raw::v5::{Connect5, Props, Publish5, V5Client, ack, prop, reason, subscribe};
 use midge_tests::{TestBroker, within};
@@ -394,4 +396,36 @@ async fn a_shared_subscription_gets_no_retained_messages() {
     publish_all(&mut publisher, "r/2", numbered("live-", 1)).await;
     let copies = within("two copies", receive_acked(&mut member, 2)).await;
     assert_eq!(copies, ["live-0", "live-0"]);
+}
+
+#[tokio::test]
+async fn with_receive_checks_the_group_copy_goes_to_a_member_allowed_to_receive_it() {
+    let plugin = TestPlugin::start().await;
+    plugin.on_topic(|req| {
+        if req.action == Action::Receive && req.client_id == "blocked" {
+            Reply::deny()
+        } else {
+            Reply::allow()
+        }
+    });
+    let yaml = broker_yaml(
+        &[plugin.yaml("p0", "")],
+        "topic-check:\n  enable: true\n  plugins: [p0]\n",
+    );
+    let broker = TestBroker::start(&yaml).await;
+    let addr = broker.mqtt_addr();
+    let mut blocked = V5Client::connected(addr, "blocked").await;
+    let mut allowed = V5Client::connected(addr, "allowed").await;
+    let mut watcher = V5Client::connected(addr, "watcher").await;
+    blocked.subscribe(1, "$share/g/t", 1).await;
+    allowed.subscribe(1, "$share/g/t", 1).await;
+    watcher.subscribe(1, "t", 1).await;
+
+    let mut publisher = V5Client::connected(addr, "publisher").await;
+    publish_all(&mut publisher, "t", numbered("m", 4)).await;
+    let expected: Vec<String> = numbered("m", 4).collect();
+    assert_eq!(receive_acked(&mut allowed, 4).await, expected);
+    assert_eq!(receive_acked(&mut watcher, 4).await, expected);
+    blocked.expect_nothing(300).await;
+    allowed.expect_nothing(100).await;
 }
