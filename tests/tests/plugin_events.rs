@@ -808,3 +808,53 @@ async fn packet_events_carry_the_raw_bytes_when_asked() {
     assert_eq!(p.raw, packet::pingreq(), "the PINGREQ's bytes");
     c.disconnect().await;
 }
+
+#[tokio::test]
+async fn message_events_carry_the_mqtt5_properties_and_the_session_facts_its_version() {
+    use midge_tests::raw::v5::{Connect5, Props, Publish5, V5Client};
+    let plugin = TestPlugin::start().await;
+    let broker = broker_with(&plugin, "", "").await;
+    let (mut c, _) = V5Client::connect_ok(broker.mqtt_addr(), &Connect5::new("v5ev")).await;
+    let props = Props::new()
+        .byte(0x01, 1)
+        .u32(0x02, 3600)
+        .str(0x03, "text/plain")
+        .str(0x08, "reply/here")
+        .bin(0x09, b"corr")
+        .user("k1", "v1")
+        .user("k0", "v0");
+    c.publish(&Publish5::new("v5/t", b"hi").qos(1, 1).props(props))
+        .await;
+    let events = plugin
+        .wait_for_events("connected + received of v5ev", 2, |r| {
+            r.client_id() == Some("v5ev")
+                && matches!(r.kind(), K::ClientConnected | K::MessageReceived)
+        })
+        .await;
+    let Body::ClientConnected(connected) = events[0].body() else {
+        panic!("first event: {:?}", events[0]);
+    };
+    let session = connected.session.as_ref().expect("session facts");
+    assert_eq!(session.protocol_version, pb::ProtocolVersion::Mqtt5 as i32);
+    let message = events[1].message().expect("a message event");
+    let p = message.properties.as_ref().expect("MQTT 5 properties");
+    assert_eq!(
+        p.user_properties
+            .iter()
+            .map(|u| (u.key.as_str(), u.value.as_str()))
+            .collect::<Vec<_>>(),
+        [("k1", "v1"), ("k0", "v0")],
+        "in the publisher's order"
+    );
+    assert_eq!(
+        (
+            p.content_type.as_str(),
+            p.response_topic.as_str(),
+            p.correlation_data.as_slice(),
+            p.payload_is_utf8
+        ),
+        ("text/plain", "reply/here", &b"corr"[..], true)
+    );
+    let expiry = p.message_expiry_secs.expect("expiry");
+    assert!((3590..=3600).contains(&expiry), "expiry left: {expiry}");
+}
