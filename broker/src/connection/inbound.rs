@@ -169,11 +169,16 @@ impl Connection {
                 return self.protocol_error(ReasonCode::ProtocolError);
             }
             let cap = self.ctx.config.limits.max_session_expiry.as_secs();
-            let secs = u64::from(expiry);
-            let secs = if cap > 0 { secs.min(cap) } else { secs };
+            // 0xFFFFFFFF means the session does not expire (§3.1.2.11.2) — unless capped: the
+            // cap bounds what DISCONNECT asks for as it bounds CONNECT, "never" included.
+            let expires = if cap > 0 {
+                Some(u64::from(expiry).min(cap))
+            } else {
+                (expiry != u32::MAX).then_some(u64::from(expiry))
+            };
             self.session.with_state(|st| {
                 st.clean = expiry == 0;
-                st.expiry = (expiry != u32::MAX).then(|| Duration::from_secs(secs));
+                st.expiry = expires.map(Duration::from_secs);
             });
         }
         if disconnect.reason_code == ReasonCode::DisconnectWithWillMessage {
