@@ -176,3 +176,44 @@ async fn a_denied_subscription_gets_suback_0x87() {
         .await;
     assert_eq!(codes, [1, reason::NOT_AUTHORIZED, 2]);
 }
+
+#[tokio::test]
+async fn property_rules_are_enforced() {
+    let broker = TestBroker::start_default().await;
+    let addr = broker.mqtt_addr();
+    // A property that may appear once, twice.
+    let mut client = V5Client::connected(addr, "twice").await;
+    let props = Props::new()
+        .str(prop::CONTENT_TYPE, "a")
+        .str(prop::CONTENT_TYPE, "b");
+    client
+        .send_ok(&Publish5::new("t", b"x").props(props).encode())
+        .await;
+    let disconnect = client.expect_disconnect().await;
+    assert!(
+        [reason::PROTOCOL_ERROR, reason::MALFORMED_PACKET].contains(&disconnect.reason),
+        "{disconnect:?}"
+    );
+    // A property of another packet (Session Expiry Interval in PUBLISH).
+    let mut client = V5Client::connected(addr, "wrong").await;
+    let props = Props::new().u32(prop::SESSION_EXPIRY_INTERVAL, 5);
+    client
+        .send_ok(&Publish5::new("t", b"x").props(props).encode())
+        .await;
+    let disconnect = client.expect_disconnect().await;
+    assert!(
+        [reason::PROTOCOL_ERROR, reason::MALFORMED_PACKET].contains(&disconnect.reason),
+        "{disconnect:?}"
+    );
+    // Subscription Identifier 0 is a Protocol Error (§3.8.2.1.2).
+    let mut client = V5Client::connected(addr, "zero-id").await;
+    let props = Props::new().varint(prop::SUBSCRIPTION_IDENTIFIER, 0);
+    client
+        .send_ok(&midge_tests::raw::v5::subscribe(1, &props, &[("t", 0)]))
+        .await;
+    let disconnect = client.expect_disconnect().await;
+    assert!(
+        [reason::PROTOCOL_ERROR, reason::MALFORMED_PACKET].contains(&disconnect.reason),
+        "{disconnect:?}"
+    );
+}

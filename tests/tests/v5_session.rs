@@ -259,3 +259,21 @@ async fn disconnect_with_will_message_publishes_the_will_and_normal_disconnect_d
     );
     watcher.expect_nothing(300).await;
 }
+
+#[tokio::test]
+async fn the_session_expiry_cap_applies_to_a_disconnect_override_too() {
+    let config = midge_tests::broker::tcp_config("", "limits:\n  max-session-expiry: 1s\n");
+    let broker = TestBroker::start(&config).await;
+    let mut admin = admin_client(&broker).await;
+    // "Never expires" (0xFFFFFFFF) set on DISCONNECT is above the 1 s cap as well.
+    let never = Props::new().u32(prop::SESSION_EXPIRY_INTERVAL, u32::MAX);
+    subscribe_and_leave(&broker, Connect5::new("c").session_expiry(1), never).await;
+    let deadline = Instant::now() + TIMEOUT;
+    while get_client(&mut admin, "c").await.is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "max-session-expiry is 1 s; the session is still there after {TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
