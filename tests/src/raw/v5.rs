@@ -127,8 +127,11 @@ pub enum Value {
     Pair(String, String),
 }
 
-/// The wire type of property `id`, or `None` for an unknown identifier.
-fn kind_of(id: u8) -> Option<fn(&[u8]) -> Result<(Value, usize), String>> {
+/// Reads one property value; returns it and the bytes consumed.
+type ReadValue = fn(&[u8]) -> Result<(Value, usize), String>;
+
+/// The reader for the wire type of property `id`, or `None` for an unknown identifier.
+fn kind_of(id: u8) -> Option<ReadValue> {
     use prop::*;
     Some(match id {
         PAYLOAD_FORMAT_INDICATOR
