@@ -25,5 +25,6 @@ USER midge
 EXPOSE 1883 50051 9090
 HEALTHCHECK --interval=5s --timeout=5s --start-period=20s --retries=3 \
     CMD ["midge", "--health-check", "127.0.0.1:50051"]
+# Without arguments the embedded default config runs (MQTT on 0.0.0.0:1883, anonymous clients
+# allowed); docker-compose.yml passes `--config /etc/midge/midge.yaml` and mounts that file.
 ENTRYPOINT ["midge"]
-CMD ["--config", "/etc/midge/midge.yaml"]
