@@ -235,9 +235,12 @@ async fn follow_phase(
             info!("admin API: health NOT_SERVING, broker shutting down");
             return;
         }
+        // Biased: when drain and stop are both cancelled by the time this runs (a fast
+        // shutdown on a busy machine), NOT_SERVING is still announced before returning.
         tokio::select! {
-            changed = phase.changed() => if changed.is_err() { return },
+            biased;
             () = drain.cancelled() => {}
+            changed = phase.changed() => if changed.is_err() { return },
             () = stop.cancelled() => return,
         }
     }
