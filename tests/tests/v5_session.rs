@@ -210,15 +210,45 @@ async fn a_delayed_will_is_sent_after_the_delay_with_its_properties() {
 #[tokio::test]
 async fn a_reconnect_within_the_will_delay_cancels_the_will() {
     let broker = TestBroker::start_default().await;
+    let mut admin = admin_client(&broker).await;
     let mut watcher = watcher(&broker).await;
     let (client, _) = V5Client::connect_ok(broker.mqtt_addr(), &with_will("w", 1, 60)).await;
     drop(client);
+    // The broker has seen the connection go (so this is a reconnect, not a takeover).
+    let deadline = Instant::now() + TIMEOUT;
+    while get_client(&mut admin, "w")
+        .await
+        .is_some_and(|c| c.connected)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "still connected after {TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let connect = Connect5::new("w").clean_start(false).session_expiry(60);
     let (mut back, ack) = V5Client::connect_ok(broker.mqtt_addr(), &connect).await;
     assert!(ack.session_present);
     // [MQTT-3.1.3-9]: not sent, even once the delay has passed.
     watcher.expect_nothing(1500).await;
     back.ping().await;
+}
+
+#[tokio::test]
+async fn a_takeover_within_the_will_delay_cancels_the_will() {
+    let broker = TestBroker::start_default().await;
+    let mut watcher = watcher(&broker).await;
+    let (mut first, _) = V5Client::connect_ok(broker.mqtt_addr(), &with_will("w", 1, 60)).await;
+    let connect = Connect5::new("w").clean_start(false).session_expiry(60);
+    let (mut second, ack) = V5Client::connect_ok(broker.mqtt_addr(), &connect).await;
+    assert!(ack.session_present);
+    assert_eq!(
+        first.expect_disconnect().await.reason,
+        reason::SESSION_TAKEN_OVER
+    );
+    // [MQTT-3.1.3-9]: the session has a connection again before the delay passed.
+    watcher.expect_nothing(1500).await;
+    second.ping().await;
 }
 
 #[tokio::test]
