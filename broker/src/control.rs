@@ -70,14 +70,13 @@ pub async fn apply(ctx: &BrokerContext, request: ControlRequest) {
             dispatch::dispatch(ctx, Origin::default(), &message).await;
         }
         Some(pb::control::Action::Disconnect(disconnect)) => {
-            let owner = ctx
+            let kicked = ctx
                 .sessions
                 .get(&disconnect.client_id)
-                .and_then(|session| session.with_state(|st| st.owner.clone()));
-            match owner {
-                Some(owner) => {
+                .and_then(|session| session.kick(&disconnect.reason));
+            match kicked {
+                Some(_) => {
                     info!(%alias, client_id = %disconnect.client_id, reason = %disconnect.reason, "plugin disconnects a client");
-                    owner.kick.cancel();
                 }
                 None => {
                     info!(%alias, client_id = %disconnect.client_id, "plugin asked to disconnect a client that is not connected")

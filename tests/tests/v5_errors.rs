@@ -82,6 +82,11 @@ async fn an_admin_kick_sends_disconnect_0x98() {
         reason::ADMINISTRATIVE_ACTION,
         "{disconnect:?}"
     );
+    assert_eq!(
+        disconnect.props.get_str(0x1F),
+        Some("maintenance"),
+        "the request's reason as the reason string: {disconnect:?}"
+    );
 }
 
 #[tokio::test]

@@ -307,3 +307,32 @@ async fn the_session_expiry_cap_applies_to_a_disconnect_override_too() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn clean_start_ends_the_stored_session_so_its_delayed_will_goes_at_once() {
+    let broker = TestBroker::start_default().await;
+    let mut admin = admin_client(&broker).await;
+    let mut watcher = watcher(&broker).await;
+    // A will delay far longer than the test: only the session's end can send it.
+    let (client, _) = V5Client::connect_ok(broker.mqtt_addr(), &with_will("w", 600, 600)).await;
+    drop(client);
+    let deadline = Instant::now() + TIMEOUT;
+    while get_client(&mut admin, "w")
+        .await
+        .is_some_and(|c| c.connected)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "still connected after {TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    watcher.expect_nothing(300).await;
+    // Clean Start discards the stored session: it ended before the will delay (§3.1.3.2.2).
+    let connect = Connect5::new("w").clean_start(true).session_expiry(60);
+    let (mut back, ack) = V5Client::connect_ok(broker.mqtt_addr(), &connect).await;
+    assert!(!ack.session_present);
+    let will = watcher.receive_acked().await;
+    assert_eq!(will.topic, "will/w");
+    back.ping().await;
+}

@@ -217,11 +217,10 @@ impl BrokerAdmin for AdminService {
             .sessions
             .get(client_id)
             .ok_or_else(|| not_found_client(client_id))?;
-        match session.owner() {
+        match session.kick(&request.reason) {
             Some(owner) => {
                 info!(%client_id, reason = %request.reason, discard = request.discard_session,
                     "admin API disconnects a client");
-                owner.kick.cancel();
                 if request.discard_session {
                     let _ = tokio::time::timeout(RELEASE_WAIT, owner.done.cancelled()).await;
                 }

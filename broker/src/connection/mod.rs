@@ -137,9 +137,16 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
     if let Some(reason) = exit.server_reason() {
         // MQTT 5 clients learn why ([MQTT-4.13.2-1]); 3.1.1 has no server DISCONNECT, so
         // `queue` writes nothing for them.
+        let reason_string = match exit {
+            Exit::Kicked => accepted.session.take_kick_reason(),
+            _ => None,
+        };
         let disconnect = v5::Packet::Disconnect(v5::Disconnect {
             reason_code: reason,
-            properties: v5::DisconnectProperties::default(),
+            properties: v5::DisconnectProperties {
+                reason_string,
+                ..v5::DisconnectProperties::default()
+            },
         });
         let _ = stream.queue(&disconnect);
     }
@@ -309,14 +316,19 @@ async fn will_after_delay(
         publish_will(ctx, &message).await;
         return;
     }
-    let cancel = ctx.shutdown.child_token();
-    session.with_state(|st| st.pending_will = Some(cancel.clone()));
+    let pending = crate::session::PendingWill::child_of(&ctx.shutdown);
+    session.with_state(|st| st.pending_will = Some(pending.clone()));
     debug!(?wait, "will delayed");
     let ctx = ctx.clone();
     tokio::spawn(async move {
-        tokio::select! {
-            () = cancel.cancelled() => debug!(topic = %message.topic, "delayed will cancelled"),
-            () = tokio::time::sleep(wait) => publish_will(&ctx, &message).await,
+        let send = tokio::select! {
+            now = pending.decided() => now,
+            () = tokio::time::sleep(wait) => true,
+        };
+        if send {
+            publish_will(&ctx, &message).await;
+        } else {
+            debug!(topic = %message.topic, "delayed will cancelled");
         }
     });
 }

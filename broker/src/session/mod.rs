@@ -67,6 +67,45 @@ pub struct ConnectionInfo {
     pub since: SystemTime,
 }
 
+/// The handle of a will waiting for its MQTT 5 Will Delay Interval.
+#[derive(Debug, Clone, Default)]
+pub struct PendingWill {
+    cancel: CancellationToken,
+    fire: CancellationToken,
+}
+
+impl PendingWill {
+    /// A handle whose `cancel` also follows `parent` (the broker's shutdown).
+    pub fn child_of(parent: &CancellationToken) -> Self {
+        PendingWill {
+            cancel: parent.child_token(),
+            fire: CancellationToken::new(),
+        }
+    }
+
+    /// Do not send the will: a connection resumed the session ([MQTT-3.1.3-9]).
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Send the will now: the session ended before the delay (§3.1.3.2.2).
+    pub fn fire(&self) {
+        self.fire.cancel();
+    }
+
+    /// Resolves to `true` when the will is to be sent now, `false` when it is cancelled.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only waits.
+    pub async fn decided(&self) -> bool {
+        tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => false,
+            () = self.fire.cancelled() => true,
+        }
+    }
+}
+
 /// A copy of a session's state, for the admin API ([`Session::info`]).
 #[derive(Debug, Clone)]
 pub struct SessionInfo {
@@ -127,7 +166,10 @@ pub(crate) struct SessionState {
     pub(crate) expiry: Option<Duration>,
     /// A will waiting for its MQTT 5 Will Delay Interval; cancelled when a connection takes
     /// the session again ([MQTT-3.1.3-9]).
-    pub(crate) pending_will: Option<CancellationToken>,
+    pub(crate) pending_will: Option<PendingWill>,
+    /// Why the admin API or a plugin disconnected the client: the MQTT 5 reason string of
+    /// the DISCONNECT it gets.
+    pub(crate) kick_reason: Option<ByteString>,
     /// Topic filter (as subscribed, `$share/...` included) → subscription.
     pub(crate) subscriptions: HashMap<ByteString, Subscription>,
     /// Messages not yet sent, oldest first.
@@ -166,6 +208,7 @@ impl Session {
                 clean,
                 expiry: None,
                 pending_will: None,
+                kick_reason: None,
                 subscriptions: HashMap::new(),
                 queue: VecDeque::new(),
                 outgoing: OutgoingWindow::new(limits.max_inflight),
@@ -361,6 +404,21 @@ impl Session {
             inflight: state.outgoing.len(),
             queued: state.queue.len(),
         }
+    }
+
+    /// Disconnects the attached connection (admin API, plugin control) with `reason` as the
+    /// MQTT 5 reason string of its DISCONNECT 0x98. Returns the connection kicked, if any.
+    pub fn kick(&self, reason: &str) -> Option<Owner> {
+        let mut state = self.state.lock();
+        let owner = state.owner.clone()?;
+        state.kick_reason = (!reason.is_empty()).then(|| ByteString::from(reason));
+        owner.kick.cancel();
+        Some(owner)
+    }
+
+    /// Takes the reason given by [`kick`](Self::kick).
+    pub(crate) fn take_kick_reason(&self) -> Option<ByteString> {
+        self.state.lock().kick_reason.take()
     }
 
     /// The connection attached to the session now, if any.

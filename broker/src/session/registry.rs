@@ -96,6 +96,14 @@ impl SessionRegistry {
                     self.stats.clone(),
                 ));
                 sessions.insert(client_id.clone(), session.clone());
+                // Clean Start ends the stored session: a will still waiting for its delay is
+                // sent now, the session having ended first (§3.1.3.2.2).
+                if let Some(will) = existing
+                    .as_ref()
+                    .and_then(|old| old.with_state(|st| st.pending_will.take()))
+                {
+                    will.fire();
+                }
                 (session, false, existing)
             }
         };
