@@ -5,10 +5,13 @@
 
 use std::time::Duration;
 
+use midge_proto::admin::v1 as admin;
+use midge_proto::admin::v1::broker_admin_client::BrokerAdminClient;
 use midge_tests::admin::{admin_client, get_client};
 use midge_tests::raw::v5::{Connect5, Props, Publish5, V5Client, prop, reason};
 use midge_tests::{TIMEOUT, TestBroker};
 use tokio::time::Instant;
+use tonic::transport::Channel;
 
 /// Connects `id` with Clean Start 0 and reports whether a session was present.
 async fn session_present(broker: &TestBroker, id: &str) -> bool {
@@ -124,14 +127,13 @@ async fn disconnect_can_shorten_the_session_expiry() {
     let mut admin = admin_client(&broker).await;
     let shorter = Props::new().u32(prop::SESSION_EXPIRY_INTERVAL, 1);
     subscribe_and_leave(&broker, Connect5::new("c").session_expiry(3600), shorter).await;
-    let deadline = Instant::now() + TIMEOUT;
-    while get_client(&mut admin, "c").await.is_some() {
-        assert!(
-            Instant::now() < deadline,
-            "DISCONNECT set 1 s, the session is still there after {TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until(
+        &mut admin,
+        "c",
+        "DISCONNECT set 1 s: the session ends",
+        |c| c.is_none(),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -160,6 +162,21 @@ fn with_will(id: &str, delay: u32, expiry: u32) -> Connect5 {
     Connect5::new(id)
         .session_expiry(expiry)
         .will(&format!("will/{id}"), b"bye", 1, props)
+}
+
+/// Polls the admin API until `done` holds for client `id`'s record (None: no session), or fails
+/// after [`TIMEOUT`] saying `what` did not happen.
+async fn until(
+    admin: &mut BrokerAdminClient<Channel>,
+    id: &str,
+    what: &str,
+    done: impl Fn(Option<&admin::Client>) -> bool,
+) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !done(get_client(admin, id).await.as_ref()) {
+        assert!(Instant::now() < deadline, "{what}: not within {TIMEOUT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn watcher(broker: &TestBroker) -> V5Client {
@@ -215,17 +232,10 @@ async fn a_reconnect_within_the_will_delay_cancels_the_will() {
     let (client, _) = V5Client::connect_ok(broker.mqtt_addr(), &with_will("w", 1, 60)).await;
     drop(client);
     // The broker has seen the connection go (so this is a reconnect, not a takeover).
-    let deadline = Instant::now() + TIMEOUT;
-    while get_client(&mut admin, "w")
-        .await
-        .is_some_and(|c| c.connected)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "still connected after {TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(&mut admin, "w", "the broker sees the connection go", |c| {
+        c.is_some_and(|c| !c.connected)
+    })
+    .await;
     let connect = Connect5::new("w").clean_start(false).session_expiry(60);
     let (mut back, ack) = V5Client::connect_ok(broker.mqtt_addr(), &connect).await;
     assert!(ack.session_present);
@@ -298,14 +308,13 @@ async fn the_session_expiry_cap_applies_to_a_disconnect_override_too() {
     // "Never expires" (0xFFFFFFFF) set on DISCONNECT is above the 1 s cap as well.
     let never = Props::new().u32(prop::SESSION_EXPIRY_INTERVAL, u32::MAX);
     subscribe_and_leave(&broker, Connect5::new("c").session_expiry(1), never).await;
-    let deadline = Instant::now() + TIMEOUT;
-    while get_client(&mut admin, "c").await.is_some() {
-        assert!(
-            Instant::now() < deadline,
-            "max-session-expiry is 1 s; the session is still there after {TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until(
+        &mut admin,
+        "c",
+        "max-session-expiry is 1 s: the session ends",
+        |c| c.is_none(),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -316,17 +325,10 @@ async fn clean_start_ends_the_stored_session_so_its_delayed_will_goes_at_once() 
     // A will delay far longer than the test: only the session's end can send it.
     let (client, _) = V5Client::connect_ok(broker.mqtt_addr(), &with_will("w", 600, 600)).await;
     drop(client);
-    let deadline = Instant::now() + TIMEOUT;
-    while get_client(&mut admin, "w")
-        .await
-        .is_some_and(|c| c.connected)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "still connected after {TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(&mut admin, "w", "the broker sees the connection go", |c| {
+        c.is_some_and(|c| !c.connected)
+    })
+    .await;
     watcher.expect_nothing(300).await;
     // Clean Start discards the stored session: it ended before the will delay (§3.1.3.2.2).
     let connect = Connect5::new("w").clean_start(true).session_expiry(60);
