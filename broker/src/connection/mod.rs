@@ -250,7 +250,11 @@ async fn run(
                             let type_nibble = packet.packet_type() as u8;
                             let size = stream.last_size();
                             packet_events::received(conn.ctx(), source, type_nibble, size, raw.as_deref());
-                            if let Some(exit) = conn.handle(packet, stream).await {
+                            // Boxed: handling a packet (an MQTT 5 PUBLISH with its properties,
+                            // the checks, the fan-out) needs far more state than waiting does,
+                            // and an idle connection should not carry it (bench: RSS per idle
+                            // connection).
+                            if let Some(exit) = Box::pin(conn.handle(packet, stream)).await {
                                 return exit;
                             }
                         }
