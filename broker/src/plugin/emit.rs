@@ -51,35 +51,40 @@ pub fn message(message: &Message, payload: bool) -> pb::Message {
 
 /// The MQTT 5 properties of `message` as plugins see them; `None` when it has none.
 fn properties(message: &Message) -> Option<pb::MessageProperties> {
-    let expiry = message.remaining_expiry(tokio::time::Instant::now());
+    // The clock is read only for messages that expire (none of the 3.1.1 ones).
+    let expiry = message
+        .expires_at
+        .and_then(|_| message.remaining_expiry(tokio::time::Instant::now()));
     let props = message.properties.as_deref();
     if props.is_none() && expiry.is_none() {
         return None;
     }
-    let props = props.cloned().unwrap_or_default();
+    let text = |v: &Option<bytestring::ByteString>| v.as_ref().map(|v| v.to_string());
     Some(pb::MessageProperties {
         user_properties: props
-            .user_properties
-            .iter()
-            .map(|(key, value)| pb::UserProperty {
-                key: key.to_string(),
-                value: value.to_string(),
+            .map(|p| {
+                p.user_properties
+                    .iter()
+                    .map(|(key, value)| pb::UserProperty {
+                        key: key.to_string(),
+                        value: value.to_string(),
+                    })
+                    .collect()
             })
-            .collect(),
+            .unwrap_or_default(),
         content_type: props
-            .content_type
-            .map(|v| v.to_string())
+            .and_then(|p| text(&p.content_type))
             .unwrap_or_default(),
         response_topic: props
-            .response_topic
-            .map(|v| v.to_string())
+            .and_then(|p| text(&p.response_topic))
             .unwrap_or_default(),
         correlation_data: props
-            .correlation_data
-            .map(|v| v.to_vec())
+            .and_then(|p| p.correlation_data.as_ref().map(|v| v.to_vec()))
             .unwrap_or_default(),
         message_expiry_secs: expiry,
-        payload_is_utf8: props.payload_format_indicator.unwrap_or(false),
+        payload_is_utf8: props
+            .and_then(|p| p.payload_format_indicator)
+            .unwrap_or(false),
     })
 }
 
