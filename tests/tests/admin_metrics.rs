@@ -59,6 +59,15 @@ async fn metrics_count_the_traffic_the_test_made() {
     let mut refused = RawClient::tcp(broker.mqtt_addr()).await;
     refused.expect_closed().await;
 
+    // rumqttc acks a QoS 1 delivery after handing it over, so the last PUBACK may still be on
+    // its way when `recv_n` returns: wait for it before reading the counters once.
+    eventually("sub's sixth PUBACK", || async {
+        scrape(addr)
+            .await
+            .get("midge_packets_received_total{type=\"puback\"}")
+            == 6.0
+    })
+    .await;
     let m = scrape(addr).await;
     assert_eq!(m.get("midge_clients_connected"), 2.0);
     assert_eq!(m.get("midge_client_connects_total"), 3.0);
