@@ -18,8 +18,9 @@ pub struct Outbound {
     protocol: ProtocolVersion,
     /// The client's Maximum Packet Size ([MQTT-3.1.2-24]); `u32::MAX` when it set none.
     max_packet_size: u32,
-    /// Topic aliases towards the client; `None` when it allows none (or speaks 3.1.1).
-    aliases: Option<AliasMap>,
+    /// Topic aliases towards the client; `None` when it allows none (or speaks 3.1.1). Boxed:
+    /// most clients allow none, and every connection carries this struct.
+    aliases: Option<Box<AliasMap>>,
     /// Messages dropped because they were larger than the client accepts, since last taken.
     pub(crate) too_large: u64,
 }
@@ -52,7 +53,7 @@ impl Outbound {
         Outbound {
             protocol: ProtocolVersion::V5,
             max_packet_size: max_packet_size.unwrap_or(u32::MAX),
-            aliases: (alias_max > 0).then(|| AliasMap::new(alias_max)),
+            aliases: (alias_max > 0).then(|| Box::new(AliasMap::new(alias_max))),
             too_large: 0,
         }
     }

@@ -13,7 +13,7 @@ use super::io::{IoError, PacketStream};
 use crate::codec::PacketType;
 use crate::codec::ProtocolVersion;
 use crate::codec::v5::{
-    Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, Packet, ReasonCode,
+    Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, LastWill, Packet, ReasonCode,
 };
 use crate::context::BrokerContext;
 use crate::listener::PeerInfo;
@@ -32,7 +32,13 @@ const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 /// A connection that passed CONNECT.
 #[derive(Debug)]
 pub(crate) struct Accepted {
-    pub(crate) connect: Box<Connect>,
+    /// The will of the CONNECT, kept for the end of the connection. Boxed: most clients have
+    /// none, and the rest of CONNECT is not kept.
+    pub(crate) will: Option<Box<LastWill>>,
+    /// The user name of the CONNECT.
+    pub(crate) username: Option<ByteString>,
+    /// The Clean Start (3.1.1: clean session) flag of the CONNECT.
+    pub(crate) clean_start: bool,
     /// The keep alive in force: the client's, or the Server Keep Alive the broker imposed.
     pub(crate) keep_alive: u16,
     /// The MQTT 5 Session Expiry Interval accepted (0 for 3.1.1), for the DISCONNECT rule
@@ -41,8 +47,6 @@ pub(crate) struct Accepted {
     pub(crate) session: Arc<Session>,
     pub(crate) session_present: bool,
     pub(crate) owner: Owner,
-    /// The session facts events carry.
-    pub(crate) facts: pb::Session,
 }
 
 /// Runs the CONNECT phase. `None` means the connection is to be closed (the reason is logged and
@@ -266,24 +270,16 @@ pub(crate) async fn handshake(
         %protocol,
         "connected"
     );
-    let facts = pb::Session {
-        client_id: client_id.to_string(),
-        username: connect.username.as_ref().map(|u| u.to_string()),
-        clean_start: connect.clean_start,
-        keep_alive_secs: u32::from(keep_alive),
-        protocol_version: emit::protocol_version(protocol) as i32,
-        remote_addr: peer.addr.to_string(),
-        listener: peer.listener.to_string(),
-        connection_id: owner.connection_id.to_string(),
-    };
+    let connect = *connect;
     Some(Accepted {
-        connect,
+        will: connect.will.map(Box::new),
+        username: connect.username,
+        clean_start: connect.clean_start,
         keep_alive,
         session_expiry,
         session: attached.session,
         session_present: attached.session_present,
         owner,
-        facts,
     })
 }
 

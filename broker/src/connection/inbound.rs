@@ -31,11 +31,8 @@ use crate::stats::Stats;
 pub(crate) struct Connection {
     ctx: Arc<BrokerContext>,
     session: Arc<Session>,
-    client_id: ByteString,
     username: Option<ByteString>,
     listener: Arc<str>,
-    /// Scratch space for retained replay, reused across SUBSCRIBEs.
-    retained: Vec<Message>,
     /// The MQTT 5 Session Expiry Interval accepted at CONNECT (0 for 3.1.1).
     session_expiry: u32,
     /// MQTT 5 topic aliases the client set: slot `a - 1` holds alias `a`'s topic. Grows up to
@@ -52,12 +49,10 @@ impl Connection {
         session_expiry: u32,
     ) -> Self {
         Connection {
-            client_id: session.client_id().clone(),
             ctx,
             session,
             username,
             listener,
-            retained: Vec::new(),
             session_expiry,
             aliases: Vec::new(),
         }
@@ -69,6 +64,26 @@ impl Connection {
 
     pub(crate) fn session(&self) -> &Arc<Session> {
         &self.session
+    }
+
+    /// The broker, shared.
+    pub(crate) fn ctx_arc(&self) -> &Arc<BrokerContext> {
+        &self.ctx
+    }
+
+    /// The client identifier.
+    pub(crate) fn client_id(&self) -> &ByteString {
+        self.session.client_id()
+    }
+
+    /// The user name of the CONNECT.
+    pub(crate) fn username(&self) -> Option<&ByteString> {
+        self.username.as_ref()
+    }
+
+    /// The listener the client connected to.
+    pub(crate) fn listener(&self) -> &Arc<str> {
+        &self.listener
     }
 
     /// Handles one packet from the client, queueing any answer in `stream`'s write buffer.
@@ -196,7 +211,7 @@ impl Connection {
         retain: bool,
     ) -> TopicQuery<'a> {
         TopicQuery {
-            client_id: &self.client_id,
+            client_id: self.session.client_id(),
             username: self.username.as_ref(),
             topic,
             action,
@@ -253,7 +268,7 @@ impl Connection {
             .message_expiry_interval
             .map(|secs| Instant::now() + Duration::from_secs(u64::from(secs)));
         let origin = Origin {
-            client_id: &self.client_id,
+            client_id: self.session.client_id(),
             username: self.username.as_deref(),
         };
         let event = |kind: fn(pb::MessageEvent) -> pb::event::Body, payload: bool| {
@@ -387,7 +402,7 @@ impl Connection {
         for (filter, sub, new, shared) in granted {
             self.ctx.plugins.emit(pb::EventKind::ClientSubscribed, || {
                 pb::event::Body::ClientSubscribed(pb::ClientSubscribed {
-                    client_id: self.client_id.to_string(),
+                    client_id: self.session.client_id().to_string(),
                     username: self.username.as_ref().map(|u| u.to_string()),
                     topic_filter: filter.to_string(),
                     requested_qos: sub.options.qos as u32,
@@ -405,10 +420,9 @@ impl Connection {
             }
             // Retained replay ([MQTT-3.3.1-6]) goes through the session queue, so it is written
             // after the SUBACK queued above.
-            self.ctx
-                .router
-                .retained_matching(filter, &mut self.retained);
-            for message in std::mem::take(&mut self.retained) {
+            let mut retained = Vec::new();
+            self.ctx.router.retained_matching(filter, &mut retained);
+            for message in retained {
                 if dispatch::may_receive(&self.ctx, &self.session, &message, sub.options.qos).await
                 {
                     let mut copy = message.for_subscriber(sub.options.qos, true);
@@ -436,7 +450,7 @@ impl Connection {
                 .plugins
                 .emit(pb::EventKind::ClientUnsubscribed, || {
                     pb::event::Body::ClientUnsubscribed(pb::ClientUnsubscribed {
-                        client_id: self.client_id.to_string(),
+                        client_id: self.session.client_id().to_string(),
                         username: self.username.as_ref().map(|u| u.to_string()),
                         topic_filter: filter.to_string(),
                     })

@@ -1,14 +1,21 @@
 //! Framed packet I/O over a [`Transport`]: a read buffer fed to the decoder and a write buffer
 //! flushed in one `write_all` per batch.
 
+use std::future::poll_fn;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Poll, ready};
+
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
 use crate::codec::v5::Packet;
 use crate::codec::{DecodeError, EncodeError, PacketType, ProtocolVersion, convert, v4, v5};
 use crate::listener::Transport;
 use crate::outbound::Outbound;
 use crate::session::Session;
+use crate::stats::Stats;
 
 /// At most this many bytes of deliveries are encoded per loop turn, so reading is not starved.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -21,6 +28,12 @@ const READ_HINT_MAX: usize = 64 * 1024;
 /// Buffers that grew beyond this (a burst, a large packet) are released once empty, so an idle
 /// connection holds no more than a small buffer.
 const BUFFER_KEEP: usize = 64 * 1024;
+/// A connection that is not busy (its read reservation at [`READ_HINT_MIN`]) holds no read buffer
+/// while it waits: it reads into this much stack space and copies what arrived into a new
+/// buffer (bench: RSS per idle connection).
+const IDLE_READ: usize = 4096;
+/// Write buffers this small or smaller are released after a flush.
+const WRITE_KEEP_MIN: usize = 64;
 
 /// Why reading or writing packets failed.
 #[derive(Debug, thiserror::Error)]
@@ -56,12 +69,25 @@ pub(crate) struct PacketStream {
     pub(crate) packets_out: u64,
     /// PUBLISH packets among them.
     pub(crate) publishes_out: u64,
-    last_size: usize,
+    last_size: u32,
     /// How much to reserve for the next read (adapts between the two bounds).
-    read_hint: usize,
-    /// Packets and bytes per packet type (index: the type nibble) since the counters were last
-    /// taken; flushed into `Stats::by_type` with the others.
-    pub(crate) by_type: ByType,
+    read_hint: u32,
+    /// Packets and bytes received of the packet type counted last; added to `Stats::by_type`
+    /// when another type comes or the counters are taken.
+    tally_in: Tally,
+    /// The same for packets queued for writing.
+    tally_out: Tally,
+    stats: Arc<Stats>,
+}
+
+/// Packets and bytes of one packet type (the type nibble), between two additions to
+/// [`crate::stats::PacketTypeCounters`]. A loop turn mostly sees one type per direction
+/// (PUBLISH in, PUBACK out, ...), so one slot per direction replaces a table of all sixteen.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    kind: u8,
+    packets: u32,
+    bytes: u32,
 }
 
 /// The decoder for the protocol version the client's CONNECT asked for.
@@ -75,16 +101,6 @@ enum Wire {
     V5(v5::Decoder),
 }
 
-/// Per packet type counts of one connection, between two flushes into
-/// [`crate::stats::PacketTypeCounters`].
-#[derive(Debug, Default)]
-pub(crate) struct ByType {
-    pub(crate) packets_in: [u32; 16],
-    pub(crate) bytes_in: [u32; 16],
-    pub(crate) packets_out: [u32; 16],
-    pub(crate) bytes_out: [u32; 16],
-}
-
 impl std::fmt::Debug for PacketStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PacketStream")
@@ -95,8 +111,9 @@ impl std::fmt::Debug for PacketStream {
 }
 
 impl PacketStream {
-    /// Wraps `transport`; packets larger than `max_packet_size` are refused.
-    pub(crate) fn new(transport: Transport, max_packet_size: u32) -> Self {
+    /// Wraps `transport`; packets larger than `max_packet_size` are refused. Per packet type
+    /// counts go to `stats`.
+    pub(crate) fn new(transport: Transport, max_packet_size: u32, stats: Arc<Stats>) -> Self {
         PacketStream {
             transport,
             read_buf: BytesMut::new(),
@@ -108,9 +125,64 @@ impl PacketStream {
             packets_out: 0,
             publishes_out: 0,
             last_size: 0,
-            read_hint: READ_HINT_MIN,
-            by_type: ByType::default(),
+            read_hint: READ_HINT_MIN as u32,
+            tally_in: Tally::default(),
+            tally_out: Tally::default(),
+            stats,
         }
+    }
+
+    /// Counts one packet of type `kind` and `bytes` received.
+    fn count_in(&mut self, kind: u8, bytes: usize) {
+        if self.tally_in.kind != kind {
+            self.flush_tally_in();
+            self.tally_in.kind = kind;
+        }
+        self.tally_in.packets = self.tally_in.packets.saturating_add(1);
+        self.tally_in.bytes = self.tally_in.bytes.saturating_add(saturate(bytes));
+    }
+
+    /// Counts `packets` of type `kind` in `bytes` queued for writing.
+    fn count_out(&mut self, kind: u8, packets: usize, bytes: usize) {
+        if packets == 0 {
+            return;
+        }
+        if self.tally_out.kind != kind {
+            self.flush_tally_out();
+            self.tally_out.kind = kind;
+        }
+        self.tally_out.packets = self.tally_out.packets.saturating_add(saturate(packets));
+        self.tally_out.bytes = self.tally_out.bytes.saturating_add(saturate(bytes));
+    }
+
+    fn flush_tally_in(&mut self) {
+        let Tally {
+            kind,
+            packets,
+            bytes,
+        } = std::mem::take(&mut self.tally_in);
+        let index = usize::from(kind & 0x0f);
+        let global = &self.stats.by_type;
+        Stats::add(&global.packets_received[index], u64::from(packets));
+        Stats::add(&global.bytes_received[index], u64::from(bytes));
+    }
+
+    fn flush_tally_out(&mut self) {
+        let Tally {
+            kind,
+            packets,
+            bytes,
+        } = std::mem::take(&mut self.tally_out);
+        let index = usize::from(kind & 0x0f);
+        let global = &self.stats.by_type;
+        Stats::add(&global.packets_sent[index], u64::from(packets));
+        Stats::add(&global.bytes_sent[index], u64::from(bytes));
+    }
+
+    /// Adds the per packet type counts not added yet to `Stats::by_type`.
+    pub(crate) fn flush_by_type(&mut self) {
+        self.flush_tally_in();
+        self.flush_tally_out();
     }
 
     /// Decodes the next complete packet already buffered, if any. [`last_size`](Self::last_size)
@@ -129,12 +201,10 @@ impl PacketStream {
             Wire::V5(decoder) => decoder.decode(&mut self.read_buf)?,
             Wire::Undetected(_) => None,
         };
-        self.last_size = before - self.read_buf.len();
+        let size = before - self.read_buf.len();
+        self.last_size = saturate(size);
         if let Some(packet) = &packet {
-            let index = packet.packet_type() as usize;
-            self.by_type.packets_in[index] = self.by_type.packets_in[index].saturating_add(1);
-            self.by_type.bytes_in[index] =
-                self.by_type.bytes_in[index].saturating_add(saturate(self.last_size));
+            self.count_in(packet.packet_type() as u8, size);
         }
         Ok(packet)
     }
@@ -163,7 +233,7 @@ impl PacketStream {
 
     /// Encoded size of the packet the last [`next_buffered`](Self::next_buffered) returned.
     pub(crate) fn last_size(&self) -> usize {
-        self.last_size
+        self.last_size as usize
     }
 
     /// Reads more bytes from the socket into the read buffer. Returns `Ok(false)` on a clean end
@@ -172,28 +242,60 @@ impl PacketStream {
     /// # Cancel safety
     /// Cancel safe: bytes are either fully appended to the buffer or not read at all.
     pub(crate) async fn fill(&mut self) -> Result<bool, IoError> {
-        if self.read_buf.is_empty() && self.read_buf.capacity() > BUFFER_KEEP {
+        let hint = self.read_hint as usize;
+        if self.read_buf.is_empty()
+            && (self.read_buf.capacity() > BUFFER_KEEP || hint == READ_HINT_MIN)
+        {
+            // Nothing buffered and not busy: hold no buffer while waiting.
             self.read_buf = BytesMut::new();
         }
-        let spare = self.read_buf.capacity() - self.read_buf.len();
-        if spare < MIN_SPARE {
-            self.read_buf.reserve(self.read_hint);
-        }
-        let spare = self.read_buf.capacity() - self.read_buf.len();
-        let n = self.transport.read_buf(&mut self.read_buf).await?;
+        let (n, spare) = if self.read_buf.capacity() == 0 {
+            (self.fill_from_idle().await?, IDLE_READ)
+        } else {
+            let spare = self.read_buf.capacity() - self.read_buf.len();
+            if spare < MIN_SPARE {
+                self.read_buf.reserve(hint);
+            }
+            let spare = self.read_buf.capacity() - self.read_buf.len();
+            (self.transport.read_buf(&mut self.read_buf).await?, spare)
+        };
         // Grow the next reservation while reads fill the buffer (a busy client), shrink it when
         // they do not, so an idle connection keeps a small buffer and a busy one a large one.
-        self.read_hint = if n >= spare {
-            (self.read_hint * 2).min(READ_HINT_MAX)
+        let hint = if n >= spare {
+            (hint * 2).min(READ_HINT_MAX)
         } else {
-            (self.read_hint / 2).max(READ_HINT_MIN)
+            (hint / 2).max(READ_HINT_MIN)
         };
+        self.read_hint = saturate(hint);
         self.bytes_in += n as u64;
         match (n, self.read_buf.is_empty()) {
             (0, true) => Ok(false),
             (0, false) => Err(IoError::Truncated),
             _ => Ok(true),
         }
+    }
+
+    /// Reads into stack space and moves what arrived into a new read buffer (of the reservation
+    /// size at least). The stack space is not part of the future, so a connection waiting here
+    /// holds no buffer.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: bytes are copied out in the poll that read them.
+    async fn fill_from_idle(&mut self) -> std::io::Result<usize> {
+        let (transport, read_buf) = (&mut self.transport, &mut self.read_buf);
+        let hint = self.read_hint as usize;
+        poll_fn(|cx| {
+            let mut chunk = [MaybeUninit::<u8>::uninit(); IDLE_READ];
+            let mut buf = ReadBuf::uninit(&mut chunk);
+            ready!(Pin::new(&mut *transport).poll_read(cx, &mut buf))?;
+            let filled = buf.filled();
+            if !filled.is_empty() {
+                read_buf.reserve(hint.max(filled.len()));
+                read_buf.extend_from_slice(filled);
+            }
+            Poll::Ready(Ok(filled.len()))
+        })
+        .await
     }
 
     /// Reads until one whole packet is decoded. `Ok(None)` on a clean end of stream.
@@ -223,10 +325,8 @@ impl PacketStream {
             return Ok(());
         }
         self.packets_out += 1;
-        let index = packet.packet_type() as usize;
-        self.by_type.packets_out[index] = self.by_type.packets_out[index].saturating_add(1);
-        self.by_type.bytes_out[index] =
-            self.by_type.bytes_out[index].saturating_add(saturate(self.write_buf.len() - before));
+        let bytes = self.write_buf.len() - before;
+        self.count_out(packet.packet_type() as u8, 1, bytes);
         Ok(())
     }
 
@@ -236,11 +336,8 @@ impl PacketStream {
         let n = session.fill_outbound(&mut self.write_buf, WRITE_BATCH, &mut self.out) as u64;
         self.packets_out += n;
         self.publishes_out += n;
-        let index = PacketType::Publish as usize;
-        self.by_type.packets_out[index] =
-            self.by_type.packets_out[index].saturating_add(saturate(n as usize));
-        self.by_type.bytes_out[index] =
-            self.by_type.bytes_out[index].saturating_add(saturate(self.write_buf.len() - before));
+        let bytes = self.write_buf.len() - before;
+        self.count_out(PacketType::Publish as u8, n as usize, bytes);
     }
 
     /// Writes the whole write buffer to the socket.
@@ -254,7 +351,9 @@ impl PacketStream {
         self.transport.write_all(&self.write_buf).await?;
         self.transport.flush().await?;
         self.bytes_out += self.write_buf.len() as u64;
-        if self.write_buf.capacity() > BUFFER_KEEP {
+        // Tiny buffers (a CONNACK, a PINGRESP) are not kept either: an idle connection then
+        // holds no write buffer, and they cost little to make again.
+        if self.write_buf.capacity() > BUFFER_KEEP || self.write_buf.capacity() <= WRITE_KEEP_MIN {
             self.write_buf = BytesMut::new();
         } else {
             self.write_buf.clear();

@@ -7,17 +7,21 @@ mod inbound;
 mod io;
 mod packet_events;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, info, warn};
 
+use crate::codec::ProtocolVersion;
 use crate::codec::v5::{self, LastWill, ReasonCode};
 use crate::context::BrokerContext;
 use crate::dispatch;
 use crate::listener::{PeerInfo, Transport};
 use crate::message::Message;
+use crate::plugin::emit;
+use crate::session::Owner;
 use crate::stats::Stats;
 pub use io::IoError;
 use io::PacketStream;
@@ -87,58 +91,129 @@ impl Exit {
 }
 
 /// Serves one accepted transport until it closes. Never panics on peer input.
-pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo) {
-    let mut stream = PacketStream::new(transport, ctx.config.limits.max_packet_size);
+///
+/// The task of an idle connection is mostly this future, so it is kept small (bench: RSS per
+/// idle connection): the CONNECT phase and the closing steps run in boxed futures that exist
+/// only while they run, and packet handling is boxed per read (see [`run`]).
+pub fn serve(
+    ctx: Arc<BrokerContext>,
+    transport: Transport,
+    peer: PeerInfo,
+) -> impl Future<Output = ()> + Send + 'static {
     // Boxed: the CONNECT phase (authentication calls included) is large and over quickly, so it
-    // does not stay in the connection task's memory.
-    let Some(accepted) = Box::pin(handshake::handshake(&ctx, &mut stream, &peer)).await else {
+    // does not stay in the connection task's memory. Created here rather than in the `async`
+    // block, which would otherwise keep room for the arguments for the connection's whole life.
+    let connecting = Box::pin(connect(ctx, transport, peer));
+    async move {
+        let Some(mut live) = connecting.await else {
+            return;
+        };
+        let exit = run(&mut live).await;
+        Box::pin(close(live, exit)).await;
+    }
+}
+
+/// A connection past CONNECT: what it keeps while connected.
+struct Live {
+    conn: inbound::Connection,
+    stream: PacketStream,
+    owner: Owner,
+    will: Option<Box<LastWill>>,
+    addr: SocketAddr,
+    keep_alive: u16,
+    clean_start: bool,
+}
+
+impl Live {
+    /// Who packet events are about.
+    fn source(&self) -> packet_events::PacketSource<'_> {
+        source(&self.conn, self.owner.connection_id)
+    }
+
+    /// The session facts events carry.
+    fn facts(&self) -> pb::Session {
+        pb::Session {
+            client_id: self.conn.client_id().to_string(),
+            username: self.conn.username().map(|u| u.to_string()),
+            clean_start: self.clean_start,
+            keep_alive_secs: u32::from(self.keep_alive),
+            protocol_version: emit::protocol_version(
+                self.stream.protocol().unwrap_or(ProtocolVersion::V311),
+            ) as i32,
+            remote_addr: self.addr.to_string(),
+            listener: self.conn.listener().to_string(),
+            connection_id: self.owner.connection_id.to_string(),
+        }
+    }
+}
+
+/// The CONNECT phase: `None` when the connection ended in it.
+async fn connect(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo) -> Option<Live> {
+    let mut stream = PacketStream::new(
+        transport,
+        ctx.config.limits.max_packet_size,
+        ctx.stats.clone(),
+    );
+    let Some(accepted) = handshake::handshake(&ctx, &mut stream, &peer).await else {
         flush_counters(&ctx, &mut stream);
-        return;
+        return None;
     };
     Stats::add(&ctx.stats.clients_connected, 1);
     Stats::add(&ctx.stats.clients_total, 1);
 
-    ctx.plugins.emit(pb::EventKind::ClientConnected, || {
-        pb::event::Body::ClientConnected(pb::ClientConnected {
-            session: Some(accepted.facts.clone()),
-            session_present: accepted.session_present,
-        })
-    });
-    let mut conn = inbound::Connection::new(
+    let conn = inbound::Connection::new(
         ctx.clone(),
-        accepted.session.clone(),
-        accepted.connect.username.clone(),
+        accepted.session,
+        accepted.username,
         peer.listener.clone(),
         accepted.session_expiry,
     );
-    let source = packet_events::PacketSource {
-        client_id: accepted.facts.client_id.clone(),
-        connection_id: accepted.facts.connection_id.clone(),
+    let live = Live {
+        conn,
+        stream,
+        owner: accepted.owner,
+        will: accepted.will,
+        addr: peer.addr,
+        keep_alive: accepted.keep_alive,
+        clean_start: accepted.clean_start,
     };
+    let session_present = accepted.session_present;
+    ctx.plugins.emit(pb::EventKind::ClientConnected, || {
+        pb::event::Body::ClientConnected(pb::ClientConnected {
+            session: Some(live.facts()),
+            session_present,
+        })
+    });
     let connect_type = crate::codec::PacketType::Connect as u8;
-    packet_events::received(&ctx, &source, connect_type, stream.last_size(), None);
-    let exit = run(
-        &mut conn,
-        &mut stream,
-        accepted.keep_alive,
-        &accepted.owner.kick,
-        &source,
-    )
-    .await;
+    packet_events::received(
+        &ctx,
+        &live.source(),
+        connect_type,
+        live.stream.last_size(),
+        None,
+    );
+    Some(live)
+}
+
+/// The end of a connection: the server DISCONNECT, the will, the events, the session released.
+async fn close(mut live: Live, exit: Exit) {
+    let ctx = live.conn.ctx_arc().clone();
+    let session = live.conn.session().clone();
+    let connection_id = live.owner.connection_id;
     // Offline for delivery first, so nothing published from here on is queued as if the client
     // were online; the session itself is released last, after the events below.
-    accepted.session.mark_closing(accepted.owner.connection_id);
+    session.mark_closing(connection_id);
     let exit = match exit {
         Exit::TakenOver | Exit::Kicked if ctx.shutdown.is_cancelled() => Exit::Shutdown,
         other => other,
     };
     // Shared subscriptions: what this member did not acknowledge goes to another member.
-    dispatch::redeliver_shared(&ctx, &accepted.session, accepted.owner.connection_id).await;
+    dispatch::redeliver_shared(&ctx, &session, connection_id).await;
     if let Some(reason) = exit.server_reason() {
         // MQTT 5 clients learn why ([MQTT-4.13.2-1]); 3.1.1 has no server DISCONNECT, so
         // `queue` writes nothing for them.
         let reason_string = match exit {
-            Exit::Kicked => accepted.session.take_kick_reason(),
+            Exit::Kicked => session.take_kick_reason(),
             _ => None,
         };
         let disconnect = v5::Packet::Disconnect(v5::Disconnect {
@@ -148,11 +223,11 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
                 ..v5::DisconnectProperties::default()
             },
         });
-        let _ = stream.queue(&disconnect);
+        let _ = live.stream.queue(&disconnect);
     }
     // Best effort, bounded: a client that stopped reading gets no more time.
-    let _ = tokio::time::timeout(CLOSE_GRACE, stream.close()).await;
-    flush_counters(&ctx, &mut stream);
+    let _ = tokio::time::timeout(CLOSE_GRACE, live.stream.close()).await;
+    flush_counters(&ctx, &mut live.stream);
     ctx.stats
         .clients_connected
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -163,17 +238,13 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
         }
         _ => info!(?exit, "disconnected"),
     }
-    let will = accepted
-        .connect
-        .will
-        .as_ref()
-        .filter(|_| exit.publishes_will());
+    let will = live.will.as_deref().filter(|_| exit.publishes_will());
     if let Some(will) = will {
-        will_after_delay(&ctx, &accepted.session, will).await;
+        will_after_delay(&ctx, &session, will).await;
     }
     ctx.plugins.emit(pb::EventKind::ClientDisconnected, || {
         pb::event::Body::ClientDisconnected(pb::ClientDisconnected {
-            session: Some(accepted.facts),
+            session: Some(live.facts()),
             reason: exit.event_reason() as i32,
             will_published: will.is_some(),
         })
@@ -181,26 +252,25 @@ pub async fn serve(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo
     // Released only now, so a reconnect of the same client id (which waits for `done` on a
     // takeover, and finds the session only after `detach` otherwise) is reported after this
     // disconnect.
-    if ctx
-        .sessions
-        .detach(&accepted.session, accepted.owner.connection_id)
-        == Some(true)
-    {
-        ctx.router.remove_session(&accepted.session);
+    if ctx.sessions.detach(&session, connection_id) == Some(true) {
+        ctx.router.remove_session(&session);
     }
-    accepted.owner.done.cancel();
+    live.owner.done.cancel();
 }
 
 /// The connected phase.
-async fn run(
-    conn: &mut inbound::Connection,
-    stream: &mut PacketStream,
-    keep_alive: u16,
-    kick: &tokio_util::sync::CancellationToken,
-    source: &packet_events::PacketSource,
-) -> Exit {
+async fn run(live: &mut Live) -> Exit {
+    let Live {
+        conn,
+        stream,
+        owner,
+        keep_alive,
+        ..
+    } = live;
+    let (kick, connection_id) = (&owner.kick, owner.connection_id);
     // [MQTT-3.1.2-24]: one and a half times the keepalive without a packet closes the connection.
-    let keep_alive = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+    let keep_alive =
+        (*keep_alive > 0).then(|| Duration::from_millis(u64::from(*keep_alive) * 1500));
     let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
     let deadline = sleep_until(keep_alive.map_or(far_future, |k| Instant::now() + k));
     tokio::pin!(deadline);
@@ -208,7 +278,7 @@ async fn run(
     stream.queue_deliveries(conn.session());
 
     loop {
-        packet_events::sent(conn.ctx(), source, &stream.write_buf);
+        packet_events::sent(conn.ctx(), &source(conn, connection_id), &stream.write_buf);
         // A client that stops reading must not pin this task: takeover and shutdown still
         // interrupt the write, and a write that makes no headway for WRITE_STALL ends it.
         tokio::select! {
@@ -243,28 +313,11 @@ async fn run(
                 if let Some(k) = keep_alive {
                     deadline.as_mut().reset(Instant::now() + k);
                 }
-                loop {
-                    let raw = packet_events::wants_received_bytes(conn.ctx()).then(|| stream.peek_packet()).flatten();
-                    match stream.next_buffered() {
-                        Ok(Some(packet)) => {
-                            let type_nibble = packet.packet_type() as u8;
-                            let size = stream.last_size();
-                            packet_events::received(conn.ctx(), source, type_nibble, size, raw.as_deref());
-                            // Boxed: handling a packet (an MQTT 5 PUBLISH with its properties,
-                            // the checks, the fan-out) needs far more state than waiting does,
-                            // and an idle connection should not carry it (bench: RSS per idle
-                            // connection).
-                            if let Some(exit) = Box::pin(conn.handle(packet, stream)).await {
-                                return exit;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(IoError::Decode(error)) => return protocol_error(conn.ctx(), &error),
-                        Err(error) => {
-                            debug!(%error, "read failed");
-                            return Exit::IoError;
-                        }
-                    }
+                // Boxed: handling packets (an MQTT 5 PUBLISH with its properties, the checks,
+                // the fan-out) needs far more state than waiting does, and an idle connection
+                // should not carry it (bench: RSS per idle connection). One box per read.
+                if let Err(exit) = Box::pin(handle_buffered(conn, stream, connection_id)).await {
+                    return exit;
                 }
                 stream.queue_deliveries(conn.session());
             }
@@ -272,6 +325,44 @@ async fn run(
                 stream.queue_deliveries(conn.session());
             }
         }
+    }
+}
+
+/// Handles every complete packet in the read buffer; `Err` when the connection must end.
+async fn handle_buffered(
+    conn: &mut inbound::Connection,
+    stream: &mut PacketStream,
+    connection_id: u64,
+) -> Result<(), Exit> {
+    loop {
+        let raw = packet_events::wants_received_bytes(conn.ctx())
+            .then(|| stream.peek_packet())
+            .flatten();
+        match stream.next_buffered() {
+            Ok(Some(packet)) => {
+                let type_nibble = packet.packet_type() as u8;
+                let size = stream.last_size();
+                let source = source(conn, connection_id);
+                packet_events::received(conn.ctx(), &source, type_nibble, size, raw.as_deref());
+                if let Some(exit) = conn.handle(packet, stream).await {
+                    return Err(exit);
+                }
+            }
+            Ok(None) => return Ok(()),
+            Err(IoError::Decode(error)) => return Err(protocol_error(conn.ctx(), &error)),
+            Err(error) => {
+                debug!(%error, "read failed");
+                return Err(Exit::IoError);
+            }
+        }
+    }
+}
+
+/// Who packet events are about.
+fn source(conn: &inbound::Connection, connection_id: u64) -> packet_events::PacketSource<'_> {
+    packet_events::PacketSource {
+        client_id: conn.client_id(),
+        connection_id,
     }
 }
 
@@ -381,20 +472,5 @@ fn flush_counters(ctx: &BrokerContext, stream: &mut PacketStream) {
         &ctx.stats.publish_sent,
         std::mem::take(&mut stream.publishes_out),
     );
-    let (local, global) = (std::mem::take(&mut stream.by_type), &ctx.stats.by_type);
-    for index in 1..16 {
-        Stats::add(
-            &global.packets_received[index],
-            u64::from(local.packets_in[index]),
-        );
-        Stats::add(
-            &global.bytes_received[index],
-            u64::from(local.bytes_in[index]),
-        );
-        Stats::add(
-            &global.packets_sent[index],
-            u64::from(local.packets_out[index]),
-        );
-        Stats::add(&global.bytes_sent[index], u64::from(local.bytes_out[index]));
-    }
+    stream.flush_by_type();
 }

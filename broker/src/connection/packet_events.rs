@@ -8,18 +8,18 @@ use midge_proto::plugin::v1 as pb;
 use crate::codec::framing::parse_fixed_header;
 use crate::context::BrokerContext;
 
-/// Who the packets belong to.
-#[derive(Debug, Clone)]
-pub(crate) struct PacketSource {
-    pub(crate) client_id: String,
-    pub(crate) connection_id: String,
+/// Who the packets belong to (borrowed: made when an event needs it, not kept).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PacketSource<'a> {
+    pub(crate) client_id: &'a str,
+    pub(crate) connection_id: u64,
 }
 
-impl PacketSource {
+impl PacketSource<'_> {
     fn event(&self, type_nibble: u8, size: usize, raw: &[u8]) -> pb::PacketEvent {
         pb::PacketEvent {
-            client_id: self.client_id.clone(),
-            connection_id: self.connection_id.clone(),
+            client_id: self.client_id.to_owned(),
+            connection_id: self.connection_id.to_string(),
             // The proto numbers packet types like the fixed header does (CONNECT = 1, …).
             packet_type: i32::from(type_nibble),
             size: u32::try_from(size).unwrap_or(u32::MAX),
@@ -36,7 +36,7 @@ pub(crate) fn wants_received_bytes(ctx: &BrokerContext) -> bool {
 /// A packet of type `type_nibble` and `size` bytes arrived (`raw`: its bytes, when kept).
 pub(crate) fn received(
     ctx: &BrokerContext,
-    source: &PacketSource,
+    source: &PacketSource<'_>,
     type_nibble: u8,
     size: usize,
     raw: Option<&[u8]>,
@@ -56,7 +56,7 @@ pub(crate) fn received(
 }
 
 /// `bytes` (whole encoded packets) are about to be written: one event per packet.
-pub(crate) fn sent(ctx: &BrokerContext, source: &PacketSource, mut bytes: &[u8]) {
+pub(crate) fn sent(ctx: &BrokerContext, source: &PacketSource<'_>, mut bytes: &[u8]) {
     if !ctx.plugins.wants(pb::EventKind::PacketSent) {
         return;
     }

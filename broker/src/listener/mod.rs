@@ -35,10 +35,13 @@ mod ws;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
+use futures_util::future::Either;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -289,20 +292,11 @@ impl BoundListener {
                 tls_subject: None,
                 connect_deadline,
             };
-            let task = connect(
-                stream,
-                peer,
-                self.handshake.clone(),
-                handler.clone(),
-                shutdown.clone(),
-            );
-            tracker.spawn(
-                async move {
-                    task.await;
-                    drop(guard);
-                }
-                .instrument(span),
-            );
+            // The guard rides along in a `map` rather than an `async` block: a block holding the
+            // connection future would keep room for it twice (its capture and its await).
+            let task = connect(stream, peer, &self.handshake, &handler, shutdown.clone())
+                .map(move |()| drop(guard));
+            tracker.spawn(task.instrument(span));
         }
         info!(listener = %self.name, "stopped accepting");
     }
@@ -310,22 +304,28 @@ impl BoundListener {
 
 /// One connection task after accept: the transport handshake under `peer.connect_deadline`
 /// (given up on shutdown), then the handler.
-async fn connect<H, F>(
+///
+/// Plain TCP has no transport handshake: the task is the handler's future itself, so an idle
+/// connection's task holds nothing else. The other transports run their handshake in a boxed
+/// future first (the TLS and WebSocket handshake states are large, about 10 KB with rustls, and
+/// would otherwise stay in every connection's task for its whole life).
+fn connect<H, F>(
     stream: TcpStream,
-    mut peer: PeerInfo,
-    handshake: Arc<Handshake>,
-    handler: Arc<H>,
+    peer: PeerInfo,
+    handshake: &Arc<Handshake>,
+    handler: &Arc<H>,
     shutdown: CancellationToken,
-) where
-    H: Fn(Transport, PeerInfo) -> F,
-    F: Future<Output = ()>,
+) -> Either<F, Pin<Box<dyn Future<Output = ()> + Send>>>
+where
+    H: Fn(Transport, PeerInfo) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
 {
-    let transport = if matches!(*handshake, Handshake::Tcp) {
-        Box::new(stream) as Transport
-    } else {
-        // Boxed: the TLS and WebSocket handshake states are large (about 10 KB with rustls), and
-        // an unboxed future would keep that space in every connection's task for its whole
-        // life (plain TCP skips the allocation altogether).
+    if matches!(**handshake, Handshake::Tcp) {
+        return Either::Left(handler(Box::new(stream) as Transport, peer));
+    }
+    let (handshake, handler) = (handshake.clone(), handler.clone());
+    Either::Right(Box::pin(async move {
+        let mut peer = peer;
         let handshake =
             tokio::time::timeout_at(peer.connect_deadline, Box::pin(handshake.run(stream)));
         let done = tokio::select! {
@@ -336,7 +336,7 @@ async fn connect<H, F>(
             }
             res = handshake => res,
         };
-        match done {
+        let transport = match done {
             Ok(Ok((transport, tls_subject))) => {
                 peer.tls_subject = tls_subject;
                 transport
@@ -349,9 +349,9 @@ async fn connect<H, F>(
                 debug!("transport handshake timed out");
                 return;
             }
-        }
-    };
-    handler(transport, peer).await;
+        };
+        handler(transport, peer).await;
+    }))
 }
 
 /// Held by a connection task: releases the connection's permit and decrements

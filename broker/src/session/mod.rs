@@ -129,6 +129,36 @@ pub struct SessionInfo {
     pub queued: usize,
 }
 
+/// A set of packet identifiers, allocated only once one is added: most sessions never see
+/// an incoming QoS 2 message, and every session carries this (bench: RSS per idle connection).
+#[derive(Debug, Default)]
+// Boxed on purpose: an empty `HashSet` takes 48 bytes in every session, the box 8.
+#[allow(clippy::box_collection)]
+pub(crate) struct PacketIds(Option<Box<HashSet<PacketId>>>);
+
+impl PacketIds {
+    /// Whether `id` is in the set.
+    pub(crate) fn contains(&self, id: &PacketId) -> bool {
+        self.0.as_ref().is_some_and(|set| set.contains(id))
+    }
+
+    /// Number of identifiers in the set.
+    pub(crate) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |set| set.len())
+    }
+
+    /// Adds `id`; `false` if it was there already.
+    pub(crate) fn insert(&mut self, id: PacketId) -> bool {
+        self.0.get_or_insert_with(Box::default).insert(id)
+    }
+
+    /// Removes `id`; `false` if it was not there. The set stays allocated: a client that sends
+    /// QoS 2 messages keeps sending them.
+    pub(crate) fn remove(&mut self, id: &PacketId) -> bool {
+        self.0.as_mut().is_some_and(|set| set.remove(id))
+    }
+}
+
 /// Why [`Session::deliver`] did not queue a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
@@ -169,7 +199,7 @@ pub(crate) struct SessionState {
     pub(crate) pending_will: Option<PendingWill>,
     /// Why the admin API or a plugin disconnected the client: the MQTT 5 reason string of
     /// the DISCONNECT it gets.
-    pub(crate) kick_reason: Option<ByteString>,
+    pub(crate) kick_reason: Option<Box<str>>,
     /// Topic filter (as subscribed, `$share/...` included) → subscription.
     pub(crate) subscriptions: HashMap<ByteString, Subscription>,
     /// Messages not yet sent, oldest first.
@@ -177,7 +207,7 @@ pub(crate) struct SessionState {
     /// Sent QoS 1/2 messages awaiting acknowledgement.
     pub(crate) outgoing: OutgoingWindow,
     /// Incoming QoS 2 packet ids received and not yet released by PUBREL.
-    pub(crate) incoming_qos2: HashSet<PacketId>,
+    pub(crate) incoming_qos2: PacketIds,
     /// The attached connection, if the client is online.
     pub(crate) owner: Option<Owner>,
     /// The owner is closing: deliveries are handled as for an offline client.
@@ -212,7 +242,7 @@ impl Session {
                 subscriptions: HashMap::new(),
                 queue: VecDeque::new(),
                 outgoing: OutgoingWindow::new(limits.max_inflight),
-                incoming_qos2: HashSet::new(),
+                incoming_qos2: PacketIds::default(),
                 owner: None,
                 closing: false,
                 offline_since: None,
@@ -411,14 +441,14 @@ impl Session {
     pub fn kick(&self, reason: &str) -> Option<Owner> {
         let mut state = self.state.lock();
         let owner = state.owner.clone()?;
-        state.kick_reason = (!reason.is_empty()).then(|| ByteString::from(reason));
+        state.kick_reason = (!reason.is_empty()).then(|| Box::from(reason));
         owner.kick.cancel();
         Some(owner)
     }
 
     /// Takes the reason given by [`kick`](Self::kick).
     pub(crate) fn take_kick_reason(&self) -> Option<ByteString> {
-        self.state.lock().kick_reason.take()
+        self.state.lock().kick_reason.take().map(ByteString::from)
     }
 
     /// The connection attached to the session now, if any.

@@ -4,7 +4,9 @@
 //! This is the one place sessions are created, found and discarded; a durable session store
 //! would persist from here without the router knowing.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -44,10 +46,35 @@ pub struct Attached {
     pub previous_owner: Option<Owner>,
 }
 
+/// A stored session, found by its client id (the session holds it: a map keyed by a copy of
+/// the client id would take five times the room per session).
+#[derive(Debug)]
+struct Stored(Arc<Session>);
+
+impl Borrow<str> for Stored {
+    fn borrow(&self) -> &str {
+        self.0.client_id()
+    }
+}
+
+impl Hash for Stored {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        <str as Hash>::hash(self.0.client_id(), state);
+    }
+}
+
+impl PartialEq for Stored {
+    fn eq(&self, other: &Self) -> bool {
+        *self.0.client_id() == *other.0.client_id()
+    }
+}
+
+impl Eq for Stored {}
+
 /// All sessions by client id.
 #[derive(Debug)]
 pub struct SessionRegistry {
-    sessions: Mutex<HashMap<ByteString, Arc<Session>>>,
+    sessions: Mutex<HashSet<Stored>>,
     next_id: AtomicU64,
     limits: SessionLimits,
     stats: Arc<Stats>,
@@ -57,7 +84,7 @@ impl SessionRegistry {
     /// An empty registry; new sessions get `limits`.
     pub fn new(limits: SessionLimits, stats: Arc<Stats>) -> Self {
         SessionRegistry {
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashSet::new()),
             next_id: AtomicU64::new(1),
             limits,
             stats,
@@ -71,7 +98,7 @@ impl SessionRegistry {
     pub fn attach(&self, client_id: &ByteString, terms: SessionTerms, owner: Owner) -> Attached {
         let clean = terms.clean_start;
         let mut sessions = self.sessions.lock();
-        let existing = sessions.get(client_id).cloned();
+        let existing = sessions.get(&**client_id).map(|s| s.0.clone());
         let previous_owner = existing
             .as_ref()
             .and_then(|s| s.with_state(|st| st.owner.take()));
@@ -95,7 +122,7 @@ impl SessionRegistry {
                     self.limits,
                     self.stats.clone(),
                 ));
-                sessions.insert(client_id.clone(), session.clone());
+                sessions.replace(Stored(session.clone()));
                 // Clean Start ends the stored session: a will still waiting for its delay is
                 // sent now, the session having ended first (§3.1.3.2.2).
                 if let Some(will) = existing
@@ -152,10 +179,10 @@ impl SessionRegistry {
         session.decisions().clear();
         if clean
             && sessions
-                .get(session.client_id())
-                .is_some_and(|s| Arc::ptr_eq(s, session))
+                .get(&**session.client_id())
+                .is_some_and(|s| Arc::ptr_eq(&s.0, session))
         {
-            sessions.remove(session.client_id());
+            sessions.remove(&**session.client_id());
         }
         Some(clean)
     }
@@ -167,7 +194,7 @@ impl SessionRegistry {
     pub fn expire(&self) -> Vec<Arc<Session>> {
         let now = Instant::now();
         let mut expired = Vec::new();
-        self.sessions.lock().retain(|_, session| {
+        self.sessions.lock().retain(|Stored(session)| {
             let stale = session.with_state(|st| {
                 st.owner.is_none()
                     && st
@@ -189,9 +216,9 @@ impl SessionRegistry {
         let mut sessions = self.sessions.lock();
         let offline = sessions
             .get(client_id)
-            .is_some_and(|s| s.with_state(|st| st.owner.is_none()));
+            .is_some_and(|s| s.0.with_state(|st| st.owner.is_none()));
         if offline {
-            sessions.remove(client_id)
+            sessions.take(client_id).map(|s| s.0)
         } else {
             None
         }
@@ -199,12 +226,12 @@ impl SessionRegistry {
 
     /// The session of `client_id`, if one is stored.
     pub fn get(&self, client_id: &str) -> Option<Arc<Session>> {
-        self.sessions.lock().get(client_id).cloned()
+        self.sessions.lock().get(client_id).map(|s| s.0.clone())
     }
 
     /// Every stored session (a snapshot).
     pub fn all(&self) -> Vec<Arc<Session>> {
-        self.sessions.lock().values().cloned().collect()
+        self.sessions.lock().iter().map(|s| s.0.clone()).collect()
     }
 
     /// Number of stored sessions, online or offline.
@@ -221,8 +248,8 @@ impl SessionRegistry {
     pub fn owners(&self) -> Vec<Owner> {
         self.sessions
             .lock()
-            .values()
-            .filter_map(|s| s.with_state(|st| st.owner.clone()))
+            .iter()
+            .filter_map(|s| s.0.with_state(|st| st.owner.clone()))
             .collect()
     }
 }
