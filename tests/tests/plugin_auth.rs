@@ -329,13 +329,12 @@ async fn fallback_case(class: Class, fallback: &str) {
         Class::Unavailable => "Unavailable",
     };
     let logged = format!("\"failure\":\"{class_name}\"");
-    assert!(
-        broker
-            .log_text()
-            .lines()
-            .any(|l| l.contains("fallback taken") && l.contains(&logged)),
-        "the fallback is logged with its class ({logged})"
-    );
+    // The log is read from the broker's stderr by another task: wait for the line.
+    broker
+        .wait_for_log(&format!("the fallback logged with {logged}"), |l| {
+            l.contains("fallback taken") && l.contains(&logged)
+        })
+        .await;
 }
 
 #[tokio::test]

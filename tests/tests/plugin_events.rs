@@ -486,10 +486,11 @@ async fn overflow(policy: &str) -> (Vec<u32>, u64, TestBroker) {
             text.parse().expect("a number")
         })
         .collect();
-    assert!(
-        broker.logs_contain("plugin event queue full, dropping events"),
-        "the drops are logged"
-    );
+    broker
+        .wait_for_log("the drops logged", |l| {
+            l.contains("plugin event queue full, dropping events")
+        })
+        .await;
     (payloads, dropped, broker)
 }
 

@@ -53,11 +53,11 @@ async fn a_mandatory_plugin_that_never_answers_fails_the_start() {
         elapsed >= Duration::from_secs(1),
         "gave up after {elapsed:?}"
     );
-    assert!(
-        broker.logs_contain("mandatory plugin `m` did not answer Describe within 1s"),
-        "a clear error\n{}",
-        broker.log_text()
-    );
+    broker
+        .wait_for_log("a clear error", |l| {
+            l.contains("mandatory plugin `m` did not answer Describe within 1s")
+        })
+        .await;
     assert!(
         !broker
             .log_text()
