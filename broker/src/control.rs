@@ -58,15 +58,8 @@ pub async fn apply(ctx: &BrokerContext, request: ControlRequest) {
             message.expires_at = expires_at;
             info!(%alias, topic = %message.topic, "plugin publishes a message");
             // Like a client's message that passed its checks, with an empty client id.
-            ctx.plugins.emit_message(
-                pb::EventKind::MessageBroadcast,
-                |payload| {
-                    pb::event::Body::MessageBroadcast(emit::message_event(
-                        "", None, &message, payload,
-                    ))
-                },
-                &message.topic,
-            );
+            ctx.plugins
+                .emit_message(pb::EventKind::MessageBroadcast, Origin::default(), &message);
             dispatch::dispatch(ctx, Origin::default(), &message).await;
         }
         Some(pb::control::Action::Disconnect(disconnect)) => {

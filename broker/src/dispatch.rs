@@ -14,7 +14,6 @@ use crate::message::Message;
 use crate::plugin::TopicQuery;
 use crate::plugin::cache::TopicCache;
 use crate::plugin::decision::Action;
-use crate::plugin::emit;
 use crate::router::Target;
 use crate::session::Session;
 
@@ -37,18 +36,7 @@ pub async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message
         } else {
             pb::EventKind::RetainedCleared
         };
-        ctx.plugins.emit_message(
-            kind,
-            |payload| {
-                let body = emit::message_event(origin.client_id, origin.username, message, payload);
-                if stored {
-                    pb::event::Body::RetainedStored(body)
-                } else {
-                    pb::event::Body::RetainedCleared(body)
-                }
-            },
-            &message.topic,
-        );
+        ctx.plugins.emit_message(kind, origin, message);
     }
     if !ctx.plugins.topic_check_enabled() {
         return ctx.router.fan_out(message, origin.client_id);

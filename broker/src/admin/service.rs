@@ -329,12 +329,8 @@ impl BrokerAdmin for AdminService {
             let cleared = Message::new(topic.as_str().into(), Bytes::new(), QoS::AtMostOnce, true);
             self.ctx.plugins.emit_message(
                 pb::EventKind::RetainedCleared,
-                |payload| {
-                    pb::event::Body::RetainedCleared(emit::message_event(
-                        "", None, &cleared, payload,
-                    ))
-                },
-                &topic,
+                Origin::default(),
+                &cleared,
             );
         }
         Ok(Response::new(admin_pb::DeleteRetainedResponse { deleted }))
@@ -362,13 +358,9 @@ impl BrokerAdmin for AdminService {
         message.properties = properties;
         message.expires_at = expires_at;
         info!(topic = %message.topic, qos = qos as u8, retain = message.retain, "admin API publishes a message");
-        self.ctx.plugins.emit_message(
-            pb::EventKind::MessageBroadcast,
-            |payload| {
-                pb::event::Body::MessageBroadcast(emit::message_event("", None, &message, payload))
-            },
-            &message.topic,
-        );
+        self.ctx
+            .plugins
+            .emit_message(pb::EventKind::MessageBroadcast, Origin::default(), &message);
         let receivers = dispatch::dispatch(&self.ctx, Origin::default(), &message).await;
         Ok(Response::new(admin_pb::PublishResponse {
             receivers: saturate(receivers),

@@ -20,8 +20,8 @@ use crate::codec::v5::{
 use crate::context::BrokerContext;
 use crate::dispatch::{self, Origin};
 use crate::message::{Message, MessageProperties};
+use crate::plugin::TopicQuery;
 use crate::plugin::decision::Action;
-use crate::plugin::{TopicQuery, emit};
 use crate::router::Subscription;
 use crate::session::Session;
 use crate::stats::Stats;
@@ -271,20 +271,8 @@ impl Connection {
             client_id: self.session.client_id(),
             username: self.username.as_deref(),
         };
-        let event = |kind: fn(pb::MessageEvent) -> pb::event::Body, payload: bool| {
-            kind(emit::message_event(
-                origin.client_id,
-                origin.username,
-                &message,
-                payload,
-            ))
-        };
         let plugins = &self.ctx.plugins;
-        plugins.emit_message(
-            pb::EventKind::MessageReceived,
-            |p| event(pb::event::Body::MessageReceived, p),
-            &message.topic,
-        );
+        plugins.emit_message(pb::EventKind::MessageReceived, origin, &message);
         // Clients may not write the broker's own statistics.
         let allowed = !message.topic.starts_with("$SYS")
             && dispatch::topic_allowed(
@@ -306,11 +294,7 @@ impl Connection {
                 ReasonCode::NotAuthorized,
             );
         }
-        plugins.emit_message(
-            pb::EventKind::MessageBroadcast,
-            |p| event(pb::event::Body::MessageBroadcast, p),
-            &message.topic,
-        );
+        plugins.emit_message(pb::EventKind::MessageBroadcast, origin, &message);
         let receivers = dispatch::dispatch(&self.ctx, origin, &message).await;
         let reason = if receivers == 0 {
             ReasonCode::NoMatchingSubscribers

@@ -1,11 +1,17 @@
-//! Building the protobuf events plugins receive from the broker's own facts.
+//! Building the protobuf events plugins receive from the broker's own facts: as `pb` values,
+//! and, for the message events of the hot path, encoded straight from the [`Message`]
+//! ([`encode_message_event`]) so that no `pb` value is built, copied and freed per message.
 
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use midge_proto::plugin::v1 as pb;
 use pb::event::Body;
+use prost::Message as _;
+use prost::encoding::{WireType, encoded_len_varint, key_len};
 
 use crate::codec::ProtocolVersion;
+use crate::dispatch::Origin;
 use crate::message::Message;
 
 /// Wraps a body into an event stamped now; the pipeline assigns the sequence number.
@@ -131,5 +137,275 @@ pub fn message_event(
         client_id: client_id.to_string(),
         username: username.map(str::to_string),
         message: Some(message(msg, payload)),
+    }
+}
+
+/// The `Event.body` variant of a message event kind; `None` for the other kinds.
+pub fn message_body(kind: pb::EventKind, event: pb::MessageEvent) -> Option<Body> {
+    Some(match kind {
+        pb::EventKind::MessageReceived => Body::MessageReceived(event),
+        pb::EventKind::MessageBroadcast => Body::MessageBroadcast(event),
+        pb::EventKind::RetainedStored => Body::RetainedStored(event),
+        pb::EventKind::RetainedCleared => Body::RetainedCleared(event),
+        _ => return None,
+    })
+}
+
+/// The field number of a message event kind's `Event.body` variant (see `events.proto`).
+fn message_body_field(kind: pb::EventKind) -> Option<u32> {
+    match kind {
+        pb::EventKind::MessageReceived => Some(18),
+        pb::EventKind::MessageBroadcast => Some(19),
+        pb::EventKind::RetainedStored => Some(20),
+        pb::EventKind::RetainedCleared => Some(21),
+        _ => None,
+    }
+}
+
+/// Encoded length of a length-delimited field `tag` whose content is `len` bytes.
+fn delimited_len(tag: u32, len: usize) -> usize {
+    key_len(tag) + encoded_len_varint(len as u64) + len
+}
+
+/// Encoded length of a proto3 `string`/`bytes` field: nothing when empty (the default).
+fn text_len(tag: u32, value: &[u8]) -> usize {
+    if value.is_empty() {
+        0
+    } else {
+        delimited_len(tag, value.len())
+    }
+}
+
+/// Encoded length of a proto3 varint field: nothing when 0 (the default).
+fn varint_len(tag: u32, value: u64) -> usize {
+    if value == 0 {
+        0
+    } else {
+        key_len(tag) + encoded_len_varint(value)
+    }
+}
+
+/// Appends `value` as a varint. The caller reserved the space: this is prost's
+/// `encode_varint` without the per-byte capacity checks of the generic `BufMut` version.
+fn put_raw_varint(mut value: u64, buf: &mut Vec<u8>) {
+    while value >= 0x80 {
+        buf.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    buf.push(value as u8);
+}
+
+/// Writes a field key.
+fn put_key(tag: u32, wire_type: WireType, buf: &mut Vec<u8>) {
+    put_raw_varint(u64::from(tag << 3 | wire_type as u32), buf);
+}
+
+/// Writes the key and length of a length-delimited field.
+fn put_delimited_head(tag: u32, len: usize, buf: &mut Vec<u8>) {
+    put_key(tag, WireType::LengthDelimited, buf);
+    put_raw_varint(len as u64, buf);
+}
+
+/// Writes a proto3 `string`/`bytes` field, unless empty.
+fn put_text(tag: u32, value: &[u8], buf: &mut Vec<u8>) {
+    if !value.is_empty() {
+        put_delimited_head(tag, value.len(), buf);
+        buf.extend_from_slice(value);
+    }
+}
+
+/// Writes a proto3 varint field, unless 0.
+fn put_varint(tag: u32, value: u64, buf: &mut Vec<u8>) {
+    if value != 0 {
+        put_key(tag, WireType::Varint, buf);
+        put_raw_varint(value, buf);
+    }
+}
+
+/// The encoded `Event` (without `sequence`, which the pipeline adds) of a message event of
+/// `kind` at `time`: the same bytes as prost's encoding of
+/// `event(message_body(kind, message_event(..)))`, written in one allocation straight from
+/// the message. `None` when `kind` is not a message kind.
+pub fn encode_message_event(
+    kind: pb::EventKind,
+    time: SystemTime,
+    origin: Origin<'_>,
+    msg: &Message,
+    payload: bool,
+) -> Option<Bytes> {
+    let body_field = message_body_field(kind)?;
+    // Before 1970 (a clock set wrong): written as the epoch.
+    let since_epoch = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let props = properties(msg);
+    let topic = msg.topic.as_bytes();
+    let data: &[u8] = if payload { &msg.payload } else { &[] };
+    let payload_size = u64::from(u32::try_from(msg.payload.len()).unwrap_or(u32::MAX));
+    let qos = msg.qos as u64;
+    // pb::Message
+    let message_len = text_len(1, topic)
+        + text_len(2, data)
+        + varint_len(3, payload_size)
+        + varint_len(4, qos)
+        + varint_len(5, u64::from(msg.retain))
+        + props
+            .as_ref()
+            .map_or(0, |p| delimited_len(6, p.encoded_len()));
+    // pb::MessageEvent: `username` is `optional` (written when present, even empty), `message`
+    // is always present.
+    let event_len = text_len(1, origin.client_id.as_bytes())
+        + origin.username.map_or(0, |u| delimited_len(2, u.len()))
+        + delimited_len(3, message_len);
+    // pb::Event: `time` (int64 seconds, int32 nanos; both non-negative here) and the body.
+    let seconds = since_epoch.as_secs();
+    let nanos = u64::from(since_epoch.subsec_nanos());
+    let time_len = varint_len(1, seconds) + varint_len(2, nanos);
+    let total = delimited_len(2, time_len) + delimited_len(body_field, event_len);
+
+    let mut buf = Vec::with_capacity(total);
+    put_delimited_head(2, time_len, &mut buf);
+    put_varint(1, seconds, &mut buf);
+    put_varint(2, nanos, &mut buf);
+    put_delimited_head(body_field, event_len, &mut buf);
+    put_text(1, origin.client_id.as_bytes(), &mut buf);
+    if let Some(username) = origin.username {
+        put_delimited_head(2, username.len(), &mut buf);
+        buf.extend_from_slice(username.as_bytes());
+    }
+    put_delimited_head(3, message_len, &mut buf);
+    put_text(1, topic, &mut buf);
+    put_text(2, data, &mut buf);
+    put_varint(3, payload_size, &mut buf);
+    put_varint(4, qos, &mut buf);
+    put_varint(5, u64::from(msg.retain), &mut buf);
+    if let Some(p) = &props {
+        put_delimited_head(6, p.encoded_len(), &mut buf);
+        p.encode_raw(&mut buf);
+    }
+    debug_assert_eq!(buf.len(), total);
+    Some(Bytes::from(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytestring::ByteString;
+
+    use super::*;
+    use crate::codec::QoS;
+    use crate::message::MessageProperties;
+
+    /// What prost makes of the same event, the reference the direct encoding must equal.
+    fn reference(
+        kind: pb::EventKind,
+        time: SystemTime,
+        origin: Origin<'_>,
+        msg: &Message,
+        payload: bool,
+    ) -> Vec<u8> {
+        let body = message_event(origin.client_id, origin.username, msg, payload);
+        pb::Event {
+            sequence: 0,
+            time: Some(time.into()),
+            body: message_body(kind, body),
+        }
+        .encode_to_vec()
+    }
+
+    fn messages() -> Vec<Message> {
+        let mut with_props = Message::new(
+            ByteString::from("a/b"),
+            Bytes::from(vec![7u8; 300]),
+            QoS::ExactlyOnce,
+            true,
+        );
+        with_props.properties = Some(Arc::new(MessageProperties {
+            payload_format_indicator: Some(true),
+            content_type: Some("text/plain".into()),
+            response_topic: Some("r/t".into()),
+            correlation_data: Some(Bytes::from_static(b"id")),
+            user_properties: vec![("k".into(), "v".into()), ("k".into(), "w".into())],
+        }));
+        let mut expiring = Message::new(
+            ByteString::from("e"),
+            Bytes::from_static(b"x"),
+            QoS::AtLeastOnce,
+            false,
+        );
+        expiring.expires_at = Some(tokio::time::Instant::now() + Duration::from_secs(60));
+        vec![
+            Message::new(
+                ByteString::from("sensors/1/temp"),
+                Bytes::from_static(b"21.5"),
+                QoS::AtMostOnce,
+                false,
+            ),
+            Message::new(ByteString::from("t"), Bytes::new(), QoS::AtMostOnce, true),
+            with_props,
+            expiring,
+        ]
+    }
+
+    // Paused: the remaining expiry interval is read twice and must not tick in between.
+    #[tokio::test(start_paused = true)]
+    async fn direct_encoding_equals_prost_for_every_shape() {
+        let times = [
+            SystemTime::UNIX_EPOCH,
+            SystemTime::UNIX_EPOCH + Duration::new(1_764_000_000, 123_456_789),
+        ];
+        let origins = [
+            Origin::default(),
+            Origin {
+                client_id: "c1",
+                username: Some(""),
+            },
+            Origin {
+                client_id: "a-much-longer-client-identifier",
+                username: Some("alice"),
+            },
+        ];
+        let kinds = [
+            pb::EventKind::MessageReceived,
+            pb::EventKind::MessageBroadcast,
+            pb::EventKind::RetainedStored,
+            pb::EventKind::RetainedCleared,
+        ];
+        let mut cases = 0;
+        for msg in &messages() {
+            for origin in origins {
+                for kind in kinds {
+                    for time in times {
+                        for payload in [true, false] {
+                            let direct = encode_message_event(kind, time, origin, msg, payload)
+                                .expect("a message kind");
+                            assert_eq!(
+                                &direct[..],
+                                &reference(kind, time, origin, msg, payload)[..],
+                                "{kind:?} {origin:?} payload {payload} topic {}",
+                                msg.topic
+                            );
+                            cases += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 4 * 3 * 4 * 2 * 2);
+    }
+
+    #[test]
+    fn only_message_kinds_are_encoded() {
+        let msg = &messages()[0];
+        let none = encode_message_event(
+            pb::EventKind::ClientConnected,
+            SystemTime::now(),
+            Origin::default(),
+            msg,
+            true,
+        );
+        assert!(none.is_none());
     }
 }

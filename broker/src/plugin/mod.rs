@@ -34,6 +34,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, Overflow as OverflowConfig};
+use crate::dispatch::Origin;
+use crate::message::Message;
 use cache::{AuthCache, TopicCache};
 pub use client::{Answer, FailureClass, Plugin, PluginStats};
 use decision::{Action, PluginVote, combine_auth, combine_topic};
@@ -434,22 +436,47 @@ impl PluginManager {
         self.plugins.iter().any(|p| p.wants_packet_bytes())
     }
 
-    /// Queues a message event for every plugin that wants `kind` on this topic, with or without
-    /// the payload as each asked. Never waits.
-    pub fn emit_message(
-        &self,
-        kind: pb::EventKind,
-        make: impl Fn(bool) -> pb::event::Body,
-        topic: &str,
-    ) {
-        for plugin in &self.plugins {
-            let pipeline = plugin.pipeline();
-            if pipeline.wants_message(kind, topic) {
-                pipeline.push(emit::event(make(pipeline.wants_payload())));
+    /// Queues a message event of `kind` (message received / broadcast, retained stored /
+    /// cleared) about `message` from `origin` for every plugin that wants it on this topic,
+    /// with or without the payload as each asked, and hands it (with the payload) to the
+    /// watchers if any. Never waits.
+    ///
+    /// The hot path of every PUBLISH: the event is encoded straight from the message, once per
+    /// payload choice, and the encoded bytes are shared by the plugins that want the same.
+    pub fn emit_message(&self, kind: pb::EventKind, origin: Origin<'_>, message: &Message) {
+        let mut time = None;
+        // The pipelines that want it, and whether each wants the payload.
+        let wanting: SmallVec<[(&EventPipeline, bool); 4]> = self
+            .plugins
+            .iter()
+            .map(|p| p.pipeline())
+            .filter(|p| p.wants_message(kind, &message.topic))
+            .map(|p| (&**p, p.wants_payload()))
+            .collect();
+        // Encoded without and with the payload, each made when first wanted; the last pipeline
+        // wanting one gets it moved (a `Bytes` clone would allocate its shared header).
+        let mut encoded: [Option<bytes::Bytes>; 2] = [None, None];
+        for (i, &(pipeline, payload)) in wanting.iter().enumerate() {
+            let slot = &mut encoded[usize::from(payload)];
+            if slot.is_none() {
+                let now = *time.get_or_insert_with(std::time::SystemTime::now);
+                *slot = emit::encode_message_event(kind, now, origin, message, payload);
+            }
+            let last = !wanting[i + 1..].iter().any(|&(_, p)| p == payload);
+            let event = if last { slot.take() } else { slot.clone() };
+            if let Some(event) = event {
+                pipeline.push_encoded(event);
             }
         }
         if self.watch.is_watched() {
-            self.watch.send(emit::event(make(true)));
+            let event = emit::message_event(origin.client_id, origin.username, message, true);
+            if let Some(body) = emit::message_body(kind, event) {
+                let mut event = emit::event(body);
+                if let Some(at) = time {
+                    event.time = Some(at.into());
+                }
+                self.watch.send(event);
+            }
         }
     }
 

@@ -1,12 +1,23 @@
 //! The pipeline's state behind its mutex: the bounded queue of events not yet taken for the
 //! stream, the window of sequenced events not yet acked, the cursors of the current connection
 //! and the counters. Pure bookkeeping: no I/O, no waiting, so every rule is unit-tested here.
+//!
+//! Events are held **encoded**: each one is encoded once, when it is pushed, without its
+//! sequence number (a proto3 zero is not written); a batch is the concatenation of the events'
+//! bytes, each prefixed with its `sequence` field. So sending, and re-sending after a
+//! reconnect, copies bytes and never re-encodes or clones an event's strings.
 
 use std::collections::VecDeque;
 
-use midge_proto::plugin::v1 as pb;
+use bytes::{BufMut, Bytes, BytesMut};
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
 use super::{Overflow, PipelineSettings, PipelineStats};
+
+/// Field number of `Event.sequence`.
+const SEQUENCE_FIELD: u32 = 1;
+/// Field number of `EventBatch.events`.
+const EVENTS_FIELD: u32 = 2;
 
 /// One event on its way: queued (`seq == 0`) or in the un-acked window.
 #[derive(Debug)]
@@ -17,8 +28,25 @@ struct Entry {
     ticket: u64,
     /// Pushed with `push_and_wait`: never dropped on overflow, never displaced by others.
     awaited: bool,
-    /// The event; its `sequence` is set when it moves into the window.
-    event: pb::Event,
+    /// The sequence number, set when the event moves into the window (0 before).
+    seq: u64,
+    /// The encoded `Event`, without its `sequence` field.
+    event: Bytes,
+}
+
+impl Entry {
+    /// Appends this event to `out` as one `EventBatch.events` field: key, length, the
+    /// `sequence` field, then the event's own fields.
+    fn write_to(&self, out: &mut BytesMut) {
+        let seq_len = 1 + encoded_len_varint(self.seq);
+        let len = seq_len + self.event.len();
+        out.reserve(1 + encoded_len_varint(len as u64) + len);
+        encode_key(EVENTS_FIELD, WireType::LengthDelimited, out);
+        encode_varint(len as u64, out);
+        encode_key(SEQUENCE_FIELD, WireType::Varint, out);
+        encode_varint(self.seq, out);
+        out.put_slice(&self.event);
+    }
 }
 
 /// What `Buffer::push` did.
@@ -89,7 +117,7 @@ impl Buffer {
     /// one when every queued event is awaited). An `awaited` event is always queued, even over
     /// the bound: the broker awaits at most a handful of them per run (start and shutdown), and
     /// losing one would make the broker wait out its deadline for nothing.
-    pub(super) fn push(&mut self, event: pb::Event, awaited: bool) -> Pushed {
+    pub(super) fn push(&mut self, event: Bytes, awaited: bool) -> Pushed {
         let mut dropped = false;
         if !awaited && self.queue.len() >= self.queue_size {
             dropped = true;
@@ -114,6 +142,7 @@ impl Buffer {
         self.queue.push_back(Entry {
             ticket: self.last_ticket,
             awaited,
+            seq: 0,
             event,
         });
         self.stats.enqueued += 1;
@@ -166,38 +195,39 @@ impl Buffer {
             || (!self.queue.is_empty() && self.window.len() < self.max_unacked)
     }
 
-    /// The next events to send, at most `max_batch`: first the window's unsent tail (a replay
-    /// after a reconnect, same sequence numbers), then events taken from the queue, each given
-    /// the next sequence number as it moves into the window, while the window has room. Empty
-    /// when there is nothing to send. The caller sends the result at once (it counts as sent).
-    pub(super) fn next_batch(&mut self) -> Vec<pb::Event> {
-        let mut batch = Vec::new();
+    /// Appends the next events to send, at most `max_batch`, to `out` as `EventBatch.events`
+    /// fields, and returns how many: first the window's unsent tail (a replay after a
+    /// reconnect, same sequence numbers), then events taken from the queue, each given the next
+    /// sequence number as it moves into the window, while the window has room. 0 when there is
+    /// nothing to send. The caller sends the result at once (it counts as sent).
+    pub(super) fn next_batch(&mut self, out: &mut BytesMut) -> usize {
+        let mut count = 0;
+        let mut replayed = 0;
         // `sent_upto >= acked_seq`, and the window starts at `acked_seq + 1`.
         let unsent_from = usize::try_from(self.sent_upto - self.acked_seq).unwrap_or(usize::MAX);
-        batch.extend(
-            self.window
-                .iter()
-                .skip(unsent_from)
-                .take(self.max_batch)
-                .map(|e| e.event.clone()),
-        );
-        while batch.len() < self.max_batch && self.window.len() < self.max_unacked {
+        for entry in self.window.iter().skip(unsent_from).take(self.max_batch) {
+            entry.write_to(out);
+            count += 1;
+            self.sent_upto = entry.seq;
+            replayed += usize::from(entry.seq <= self.max_sent);
+        }
+        while count < self.max_batch && self.window.len() < self.max_unacked {
             let Some(mut entry) = self.queue.pop_front() else {
                 break;
             };
             self.last_seq += 1;
-            entry.event.sequence = self.last_seq;
-            batch.push(entry.event.clone());
+            entry.seq = self.last_seq;
+            entry.write_to(out);
+            count += 1;
+            self.sent_upto = entry.seq;
             self.window.push_back(entry);
         }
-        if let Some(last) = batch.last() {
-            let replayed = batch.iter().filter(|e| e.sequence <= self.max_sent).count();
-            self.sent_upto = last.sequence;
-            self.max_sent = self.max_sent.max(last.sequence);
-            self.stats.sent += batch.len() as u64;
+        if count > 0 {
+            self.max_sent = self.max_sent.max(self.sent_upto);
+            self.stats.sent += count as u64;
             self.stats.replayed += replayed as u64;
         }
-        batch
+        count
     }
 
     /// Applies a cumulative ack: releases every window event with sequence `<= ack` and returns
@@ -230,6 +260,9 @@ impl Buffer {
 
 #[cfg(test)]
 mod tests {
+    use midge_proto::plugin::v1 as pb;
+    use prost::Message as _;
+
     use super::*;
 
     fn settings(queue_size: usize, overflow: Overflow) -> PipelineSettings {
@@ -241,8 +274,8 @@ mod tests {
         }
     }
 
-    /// An event told apart by its `time.nanos`.
-    fn ev(mark: i32) -> pb::Event {
+    /// An encoded event told apart by its `time.nanos`.
+    fn ev(mark: i32) -> Bytes {
         pb::Event {
             time: Some(prost_types::Timestamp {
                 seconds: 0,
@@ -250,10 +283,18 @@ mod tests {
             }),
             ..pb::Event::default()
         }
+        .encode_to_vec()
+        .into()
     }
 
-    fn marks(batch: &[pb::Event]) -> Vec<(u64, i32)> {
+    /// The next batch as (sequence, mark) pairs, decoded as a plugin would.
+    fn next(b: &mut Buffer) -> Vec<(u64, i32)> {
+        let mut out = BytesMut::new();
+        let count = b.next_batch(&mut out);
+        let batch = pb::EventBatch::decode(out.freeze()).expect("a valid EventBatch");
+        assert_eq!(batch.events.len(), count);
         batch
+            .events
             .iter()
             .map(|e| (e.sequence, e.time.map_or(-1, |t| t.nanos)))
             .collect()
@@ -265,13 +306,13 @@ mod tests {
         for i in 0..6 {
             b.push(ev(i), false);
         }
-        assert_eq!(marks(&b.next_batch()), [(1, 0), (2, 1), (3, 2)]);
+        assert_eq!(next(&mut b), [(1, 0), (2, 1), (3, 2)]);
         // Window bound 4: one more, then nothing until an ack.
-        assert_eq!(marks(&b.next_batch()), [(4, 3)]);
+        assert_eq!(next(&mut b), [(4, 3)]);
         assert!(!b.has_work());
-        assert!(b.next_batch().is_empty());
+        assert!(next(&mut b).is_empty());
         assert_eq!(b.ack(2), 2);
-        assert_eq!(marks(&b.next_batch()), [(5, 4), (6, 5)]);
+        assert_eq!(next(&mut b), [(5, 4), (6, 5)]);
         assert_eq!(b.snapshot().sent, 6);
         assert_eq!(b.snapshot().unacked, 4);
     }
@@ -282,13 +323,13 @@ mod tests {
         for i in 0..3 {
             b.push(ev(i), false);
         }
-        b.next_batch();
+        next(&mut b);
         assert_eq!(b.ack(0), 0);
         assert_eq!(b.ack(2), 2);
         assert_eq!(b.ack(1), 0, "a lower ack is ignored");
         assert_eq!(b.ack(99), 1, "clamped to what was sent");
         b.push(ev(3), false);
-        assert_eq!(marks(&b.next_batch()), [(4, 3)]);
+        assert_eq!(next(&mut b), [(4, 3)]);
         assert_eq!(b.snapshot().acked, 3);
     }
 
@@ -298,11 +339,11 @@ mod tests {
         for i in 0..4 {
             b.push(ev(i), false);
         }
-        b.next_batch();
+        next(&mut b);
         b.ack(1);
         b.failed();
         b.begin_connection();
-        assert_eq!(marks(&b.next_batch()), [(2, 1), (3, 2), (4, 3)]);
+        assert_eq!(next(&mut b), [(2, 1), (3, 2), (4, 3)]);
         assert_eq!(b.snapshot().replayed, 2);
         // That connection never opened: its sends are not counted.
         b.failed();
@@ -310,7 +351,7 @@ mod tests {
         // A late ack for events sent before the reconnect moves the replay cursor past them.
         b.begin_connection();
         b.ack(3);
-        assert_eq!(marks(&b.next_batch()), [(4, 3)]);
+        assert_eq!(next(&mut b), [(4, 3)]);
     }
 
     #[test]
@@ -320,7 +361,7 @@ mod tests {
         b.push(ev(1), false);
         let p = b.push(ev(2), false);
         assert!(p.dropped && p.ticket.is_some());
-        assert_eq!(marks(&b.next_batch()), [(1, 0), (2, 2)]);
+        assert_eq!(next(&mut b), [(1, 0), (2, 2)]);
         assert_eq!(b.snapshot().dropped, 1);
         assert_eq!(b.snapshot().enqueued, 3);
     }
@@ -339,7 +380,7 @@ mod tests {
         );
         assert!(!b.push(ev(2), true).dropped);
         assert_eq!(b.snapshot().queue_depth, 2);
-        assert_eq!(marks(&b.next_batch()), [(1, 0), (2, 2)]);
+        assert_eq!(next(&mut b), [(1, 0), (2, 2)]);
     }
 
     #[test]
@@ -351,7 +392,7 @@ mod tests {
         let t = b.last_ticket();
         assert!(!b.settled(t));
         assert!(b.settled(1), "the dropped event is settled");
-        b.next_batch();
+        next(&mut b);
         assert!(!b.settled(t));
         b.ack(1);
         assert!(b.settled(t));

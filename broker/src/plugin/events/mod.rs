@@ -30,7 +30,11 @@
 //!   dropped: they enter the queue even when it is full, and `drop-oldest` skips them. They
 //!   are a handful per broker run, so the queue's bound grows by at most that.
 //! - **Memory** per plugin is bounded by `queue_size + max_unacked` events (plus the awaited
-//!   ones); the outbound channel of one connection holds a few batches of the window.
+//!   ones), each held encoded (one buffer per event); the outbound channel of one connection
+//!   holds a few batches of the window.
+//! - **Encoding** happens once per event, in [`EventPipeline::push`] on the emitting task; the
+//!   stream task only concatenates encoded events (with their sequence numbers) into batches,
+//!   which go out through a pass-through gRPC codec (`stream::BatchCodec`).
 //! - **The channel** given to [`EventPipeline::run`] must not carry a per-request timeout
 //!   (`Endpoint::timeout`): it would end the long-lived stream. HTTP/2 keep-alive on it is
 //!   what detects a plugin host that vanished without closing the connection.
@@ -47,9 +51,11 @@ use std::{
     time::{Instant as StdInstant, SystemTime},
 };
 
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use midge_proto::plugin::v1 as pb;
 use parking_lot::Mutex;
+use prost::Message as _;
 use tokio::{sync::Notify, time::Instant};
 
 use self::{buffer::Buffer, interest::Interest};
@@ -220,6 +226,12 @@ impl EventPipeline {
         self.enqueue(event, false);
     }
 
+    /// Queues an event already encoded (an `Event` without `sequence`, time set), e.g. by
+    /// [`crate::plugin::emit::encode_message_event`]; otherwise as [`push`](Self::push).
+    pub fn push_encoded(&self, event: Bytes) {
+        self.enqueue_encoded(event, false);
+    }
+
     /// Queues `event` and waits until the plugin acked it, or `deadline` passes; returns
     /// whether it was acked in time. For the start and shutdown events: such an event is never
     /// dropped on overflow, and while the plugin is not connected this waits for a
@@ -252,11 +264,18 @@ impl EventPipeline {
         self.buffer.lock().snapshot()
     }
 
-    /// Stamps and queues `event`; returns its ticket, or `None` if it was dropped.
+    /// Stamps, encodes and queues `event`; returns its ticket, or `None` if it was dropped.
+    /// Encoding happens here, outside the lock and once per event (see `buffer`).
     fn enqueue(&self, mut event: pb::Event, awaited: bool) -> Option<u64> {
         if event.time.is_none() {
             event.time = Some(SystemTime::now().into());
         }
+        event.sequence = 0;
+        self.enqueue_encoded(Bytes::from(event.encode_to_vec()), awaited)
+    }
+
+    /// Queues an encoded event; returns its ticket, or `None` if it was dropped.
+    fn enqueue_encoded(&self, event: Bytes, awaited: bool) -> Option<u64> {
         let (pushed, dropped_total) = {
             let mut buffer = self.buffer.lock();
             let pushed = buffer.push(event, awaited);

@@ -12,11 +12,18 @@ use std::{
     time::Duration,
 };
 
+use bytes::{BufMut, Bytes, BytesMut};
 use midge_proto::plugin::v1 as pb;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Status, Streaming, transport::Channel};
+use tonic::{
+    GrpcMethod, Request, Status, Streaming,
+    codec::{BufferSettings, Codec, EncodeBuf, Encoder},
+    codegen::http::uri::PathAndQuery,
+    transport::Channel,
+};
+use tonic_prost::ProstDecoder;
 
 use super::{EventPipeline, PipelineHooks};
 
@@ -102,6 +109,62 @@ pub(super) fn new_stream_id() -> String {
     format!("{:016x}{:016x}", random_u64(), random_u64())
 }
 
+/// Calls `EventSink.Stream` with batches that are already encoded `EventBatch` messages (what
+/// the generated client does, with [`BatchCodec`] in place of the prost codec).
+async fn open_stream(
+    channel: Channel,
+    batches: ReceiverStream<Bytes>,
+) -> Result<tonic::Response<Streaming<pb::StreamReply>>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(format!("plugin channel not ready: {e}")))?;
+    let mut request = Request::new(batches);
+    request
+        .extensions_mut()
+        .insert(GrpcMethod::new("midge.plugin.v1.EventSink", "Stream"));
+    grpc.streaming(
+        request,
+        PathAndQuery::from_static("/midge.plugin.v1.EventSink/Stream"),
+        BatchCodec,
+    )
+    .await
+}
+
+/// The codec of the event stream: batches go out as the bytes the pipeline encoded (see
+/// `buffer`), replies are decoded by prost.
+#[derive(Debug, Clone, Copy, Default)]
+struct BatchCodec;
+
+/// Writes an encoded `EventBatch` as it is.
+#[derive(Debug, Clone, Copy, Default)]
+struct BatchEncoder;
+
+impl Encoder for BatchEncoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Codec for BatchCodec {
+    type Encode = Bytes;
+    type Decode = pb::StreamReply;
+    type Encoder = BatchEncoder;
+    type Decoder = ProstDecoder<pb::StreamReply>;
+
+    fn encoder(&mut self) -> BatchEncoder {
+        BatchEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstDecoder::new(BufferSettings::default())
+    }
+}
+
 /// The next reply of an open stream; pending while the stream is not open yet.
 ///
 /// # Cancel safety
@@ -168,12 +231,18 @@ impl EventPipeline {
     ) -> Result<Infallible, LinkError> {
         hooks.on_connect().await.map_err(LinkError::Connect)?;
         // Capacity and full policy: see `OUTBOUND_BATCHES` (the task waits, nothing is lost).
-        let (tx, rx) = mpsc::channel::<pb::EventBatch>(OUTBOUND_BATCHES);
-        let mut client = pb::event_sink_client::EventSinkClient::new(channel.clone());
+        let (tx, rx) = mpsc::channel::<Bytes>(OUTBOUND_BATCHES);
         self.buffer.lock().begin_connection();
         // The call resolves with the plugin's response headers, which some servers send only
         // with their first reply; so events are sent while it is pending.
-        let mut call = pin!(client.stream(Request::new(ReceiverStream::new(rx))));
+        let mut call = pin!(open_stream(channel.clone(), ReceiverStream::new(rx)));
+        // `EventBatch.stream_id`, encoded once: every batch starts with it.
+        let batch_head = {
+            let mut head = BytesMut::new();
+            prost::encoding::string::encode(1, &self.stream_id, &mut head);
+            head.freeze()
+        };
+        let mut batch_size = 0;
         let mut replies = None;
         loop {
             let has_work = self.buffer.lock().has_work();
@@ -195,12 +264,12 @@ impl EventPipeline {
                 },
                 permit = tx.reserve(), if has_work => {
                     let permit = permit.map_err(|_| LinkError::Closed)?;
-                    let events = self.buffer.lock().next_batch();
-                    if !events.is_empty() {
-                        permit.send(pb::EventBatch {
-                            stream_id: self.stream_id.clone(),
-                            events,
-                        });
+                    // Sized like the last batch, so a busy stream does not regrow it.
+                    let mut batch = BytesMut::with_capacity(batch_size.max(batch_head.len()));
+                    batch.put_slice(&batch_head);
+                    if self.buffer.lock().next_batch(&mut batch) > 0 {
+                        batch_size = batch.len();
+                        permit.send(batch.freeze());
                     }
                 }
                 () = self.queued.notified(), if !has_work => {}
