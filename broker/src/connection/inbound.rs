@@ -37,7 +37,7 @@ pub(crate) struct Connection {
     session_expiry: u32,
     /// MQTT 5 topic aliases the client set: slot `a - 1` holds alias `a`'s topic. Grows up to
     /// `topic-alias-maximum` as aliases are used.
-    aliases: Vec<Option<ByteString>>,
+    aliases: Box<[Option<ByteString>]>,
 }
 
 impl Connection {
@@ -54,7 +54,7 @@ impl Connection {
             username,
             listener,
             session_expiry,
-            aliases: Vec::new(),
+            aliases: Box::default(),
         }
     }
 
@@ -327,7 +327,9 @@ impl Connection {
             };
         }
         if self.aliases.len() <= slot {
-            self.aliases.resize(slot + 1, None);
+            let mut aliases = std::mem::take(&mut self.aliases).into_vec();
+            aliases.resize(slot + 1, None);
+            self.aliases = aliases.into_boxed_slice();
         }
         // A copy: the alias outlives the read buffer the topic was decoded from.
         self.aliases[slot] = Some(ByteString::from(publish.topic.to_string()));

@@ -61,14 +61,15 @@ pub(crate) struct PacketStream {
     decoder: Wire,
     /// How deliveries are encoded for this client (set once CONNECT is known).
     pub(crate) out: Outbound,
-    /// Bytes read since the counter was last taken.
-    pub(crate) bytes_in: u64,
+    /// Bytes read since the counter was last taken (every loop turn, so 32 bits suffice; the
+    /// counters saturate rather than wrap).
+    pub(crate) bytes_in: u32,
     /// Bytes written since the counter was last taken.
-    pub(crate) bytes_out: u64,
+    pub(crate) bytes_out: u32,
     /// Packets queued for writing since the counter was last taken.
-    pub(crate) packets_out: u64,
+    pub(crate) packets_out: u32,
     /// PUBLISH packets among them.
-    pub(crate) publishes_out: u64,
+    pub(crate) publishes_out: u32,
     last_size: u32,
     /// How much to reserve for the next read (adapts between the two bounds).
     read_hint: u32,
@@ -267,7 +268,7 @@ impl PacketStream {
             (hint / 2).max(READ_HINT_MIN)
         };
         self.read_hint = saturate(hint);
-        self.bytes_in += n as u64;
+        self.bytes_in = self.bytes_in.saturating_add(saturate(n));
         match (n, self.read_buf.is_empty()) {
             (0, true) => Ok(false),
             (0, false) => Err(IoError::Truncated),
@@ -324,7 +325,7 @@ impl PacketStream {
         } else {
             return Ok(());
         }
-        self.packets_out += 1;
+        self.packets_out = self.packets_out.saturating_add(1);
         let bytes = self.write_buf.len() - before;
         self.count_out(packet.packet_type() as u8, 1, bytes);
         Ok(())
@@ -333,11 +334,11 @@ impl PacketStream {
     /// Appends up to a batch of the session's queued deliveries to the write buffer.
     pub(crate) fn queue_deliveries(&mut self, session: &Session) {
         let before = self.write_buf.len();
-        let n = session.fill_outbound(&mut self.write_buf, WRITE_BATCH, &mut self.out) as u64;
-        self.packets_out += n;
-        self.publishes_out += n;
+        let n = session.fill_outbound(&mut self.write_buf, WRITE_BATCH, &mut self.out);
+        self.packets_out = self.packets_out.saturating_add(saturate(n));
+        self.publishes_out = self.publishes_out.saturating_add(saturate(n));
         let bytes = self.write_buf.len() - before;
-        self.count_out(PacketType::Publish as u8, n as usize, bytes);
+        self.count_out(PacketType::Publish as u8, n, bytes);
     }
 
     /// Writes the whole write buffer to the socket.
@@ -350,7 +351,9 @@ impl PacketStream {
         }
         self.transport.write_all(&self.write_buf).await?;
         self.transport.flush().await?;
-        self.bytes_out += self.write_buf.len() as u64;
+        self.bytes_out = self
+            .bytes_out
+            .saturating_add(saturate(self.write_buf.len()));
         // Tiny buffers (a CONNACK, a PINGRESP) are not kept either: an idle connection then
         // holds no write buffer, and they cost little to make again.
         if self.write_buf.capacity() > BUFFER_KEEP || self.write_buf.capacity() <= WRITE_KEEP_MIN {

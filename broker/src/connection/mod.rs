@@ -109,7 +109,8 @@ pub fn serve(
             return;
         };
         let exit = run(&mut live).await;
-        Box::pin(close(live, exit)).await;
+        // Borrowed, not moved: a move would need a drop flag in this future.
+        Box::pin(close(&mut live, exit)).await;
     }
 }
 
@@ -196,7 +197,7 @@ async fn connect(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo) 
 }
 
 /// The end of a connection: the server DISCONNECT, the will, the events, the session released.
-async fn close(mut live: Live, exit: Exit) {
+async fn close(live: &mut Live, exit: Exit) {
     let ctx = live.conn.ctx_arc().clone();
     let session = live.conn.session().clone();
     let connection_id = live.owner.connection_id;
@@ -260,72 +261,102 @@ async fn close(mut live: Live, exit: Exit) {
 
 /// The connected phase.
 async fn run(live: &mut Live) -> Exit {
-    let Live {
-        conn,
-        stream,
-        owner,
-        keep_alive,
-        ..
-    } = live;
-    let (kick, connection_id) = (&owner.kick, owner.connection_id);
     // [MQTT-3.1.2-24]: one and a half times the keepalive without a packet closes the connection.
-    let keep_alive =
-        (*keep_alive > 0).then(|| Duration::from_millis(u64::from(*keep_alive) * 1500));
-    let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
-    let deadline = sleep_until(keep_alive.map_or(far_future, |k| Instant::now() + k));
+    let first = match keep_alive_limit(live.keep_alive) {
+        Some(limit) => Instant::now() + limit,
+        None => Instant::now() + Duration::from_secs(86_400 * 365),
+    };
+    let deadline = sleep_until(first);
     tokio::pin!(deadline);
-    let write_stall = keep_alive.unwrap_or(WRITE_STALL).max(WRITE_STALL);
-    stream.queue_deliveries(conn.session());
+    live.stream.queue_deliveries(live.conn.session());
 
     loop {
-        packet_events::sent(conn.ctx(), &source(conn, connection_id), &stream.write_buf);
+        packet_events::sent(live.conn.ctx(), &live.source(), &live.stream.write_buf);
         // A client that stops reading must not pin this task: takeover and shutdown still
         // interrupt the write, and a write that makes no headway for WRITE_STALL ends it.
         tokio::select! {
             biased;
-            _ = kick.cancelled() => return kicked(conn),
-            written = stream.flush() => {
+            _ = live.owner.kick.cancelled() => return kicked(&live.conn),
+            written = live.stream.flush() => {
                 if let Err(error) = written {
                     debug!(%error, "write failed");
                     return Exit::IoError;
                 }
             }
-            _ = tokio::time::sleep(write_stall) => {
-                info!(?write_stall, "client stopped reading: closing");
+            _ = tokio::time::sleep(write_stall(live.keep_alive)) => {
+                info!(write_stall = ?write_stall(live.keep_alive), "client stopped reading: closing");
                 return Exit::IoError;
             }
         }
-        flush_counters(conn.ctx(), stream);
-        tokio::select! {
+        flush_counters(live.conn.ctx(), &mut live.stream);
+        // The select only says what happened; the handling follows outside it, so no select
+        // state is kept while packets are handled (a smaller connection future).
+        let woke = tokio::select! {
             biased;
-            _ = kick.cancelled() => return kicked(conn),
-            _ = &mut deadline => return Exit::KeepAliveTimeout,
-            read = stream.fill() => {
-                match read {
-                    Ok(true) => {}
-                    Ok(false) => return Exit::Closed,
-                    Err(IoError::Decode(error)) => return protocol_error(conn.ctx(), &error),
-                    Err(error) => {
-                        debug!(%error, "read failed");
-                        return Exit::IoError;
-                    }
-                }
-                if let Some(k) = keep_alive {
-                    deadline.as_mut().reset(Instant::now() + k);
+            _ = live.owner.kick.cancelled() => Woke::Kicked,
+            _ = &mut deadline => Woke::KeepAlive,
+            read = live.stream.fill() => Woke::Read(read_outcome(live.conn.ctx(), read)),
+            _ = live.conn.session().woken() => Woke::Deliveries,
+        };
+        match woke {
+            Woke::Kicked => return kicked(&live.conn),
+            Woke::KeepAlive => return Exit::KeepAliveTimeout,
+            Woke::Read(Some(exit)) => return exit,
+            Woke::Read(None) => {
+                if let Some(limit) = keep_alive_limit(live.keep_alive) {
+                    deadline.as_mut().reset(Instant::now() + limit);
                 }
                 // Boxed: handling packets (an MQTT 5 PUBLISH with its properties, the checks,
                 // the fan-out) needs far more state than waiting does, and an idle connection
                 // should not carry it (bench: RSS per idle connection). One box per read.
-                if let Err(exit) = Box::pin(handle_buffered(conn, stream, connection_id)).await {
+                let handling =
+                    handle_buffered(&mut live.conn, &mut live.stream, live.owner.connection_id);
+                if let Err(exit) = Box::pin(handling).await {
                     return exit;
                 }
-                stream.queue_deliveries(conn.session());
+                live.stream.queue_deliveries(live.conn.session());
             }
-            _ = conn.session().woken() => {
-                stream.queue_deliveries(conn.session());
-            }
+            Woke::Deliveries => live.stream.queue_deliveries(live.conn.session()),
         }
     }
+}
+
+/// What ended a wait of the connected phase.
+enum Woke {
+    /// The kick token was cancelled.
+    Kicked,
+    /// The keep alive limit passed without a packet.
+    KeepAlive,
+    /// Bytes were read; `Some` when the connection must end.
+    Read(Option<Exit>),
+    /// Messages were queued for the client.
+    Deliveries,
+}
+
+/// The exit a read calls for, if any.
+fn read_outcome(ctx: &BrokerContext, read: Result<bool, IoError>) -> Option<Exit> {
+    match read {
+        Ok(true) => None,
+        Ok(false) => Some(Exit::Closed),
+        Err(IoError::Decode(error)) => Some(protocol_error(ctx, &error)),
+        Err(error) => {
+            debug!(%error, "read failed");
+            Some(Exit::IoError)
+        }
+    }
+}
+
+/// How long the client may stay silent: 1.5 × its keep alive ([MQTT-3.1.2-24]); `None` when
+/// keep alive is off.
+fn keep_alive_limit(keep_alive: u16) -> Option<Duration> {
+    (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500))
+}
+
+/// How long a write may make no headway: [`WRITE_STALL`], or the keep alive limit when longer.
+fn write_stall(keep_alive: u16) -> Duration {
+    keep_alive_limit(keep_alive)
+        .unwrap_or(WRITE_STALL)
+        .max(WRITE_STALL)
 }
 
 /// Handles every complete packet in the read buffer; `Err` when the connection must end.
@@ -412,7 +443,7 @@ async fn will_after_delay(
         return;
     }
     let pending = crate::session::PendingWill::child_of(&ctx.shutdown);
-    session.with_state(|st| st.pending_will = Some(pending.clone()));
+    session.with_state(|st| st.pending_will = Some(Box::new(pending.clone())));
     debug!(?wait, "will delayed");
     let ctx = ctx.clone();
     tokio::spawn(async move {
@@ -461,16 +492,19 @@ async fn publish_will(ctx: &BrokerContext, message: &Message) {
 fn flush_counters(ctx: &BrokerContext, stream: &mut PacketStream) {
     Stats::add(
         &ctx.stats.bytes_received,
-        std::mem::take(&mut stream.bytes_in),
+        u64::from(std::mem::take(&mut stream.bytes_in)),
     );
-    Stats::add(&ctx.stats.bytes_sent, std::mem::take(&mut stream.bytes_out));
+    Stats::add(
+        &ctx.stats.bytes_sent,
+        u64::from(std::mem::take(&mut stream.bytes_out)),
+    );
     Stats::add(
         &ctx.stats.packets_sent,
-        std::mem::take(&mut stream.packets_out),
+        u64::from(std::mem::take(&mut stream.packets_out)),
     );
     Stats::add(
         &ctx.stats.publish_sent,
-        std::mem::take(&mut stream.publishes_out),
+        u64::from(std::mem::take(&mut stream.publishes_out)),
     );
     stream.flush_by_type();
 }

@@ -41,15 +41,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
-use futures_util::future::Either;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument as _, debug, info, info_span};
+use tracing::{Instrument as _, Span, debug, info, info_span};
 
 use crate::config::{ListenerConfig, ListenerKind};
 
@@ -115,6 +114,9 @@ pub struct ListenerStats {
     accepted: AtomicU64,
     current: AtomicUsize,
     refused: AtomicU64,
+    /// `max-connections` as permits, one per admitted connection; `None` when it is 0
+    /// (unlimited).
+    limit: Option<Semaphore>,
 }
 
 impl ListenerStats {
@@ -181,8 +183,6 @@ pub struct BoundListener {
     listener: TcpListener,
     local_addr: SocketAddr,
     handshake: Arc<Handshake>,
-    /// `None` when `max-connections` is 0 (unlimited).
-    limit: Option<Arc<Semaphore>>,
     connect_timeout: Duration,
     stats: Arc<ListenerStats>,
 }
@@ -214,9 +214,11 @@ impl BoundListener {
             listener,
             local_addr,
             handshake: Arc::new(handshake),
-            limit: (cfg.max_connections > 0).then(|| Arc::new(Semaphore::new(cfg.max_connections))),
             connect_timeout: cfg.connect_timeout,
-            stats: Arc::default(),
+            stats: Arc::new(ListenerStats {
+                limit: (cfg.max_connections > 0).then(|| Semaphore::new(cfg.max_connections)),
+                ..ListenerStats::default()
+            }),
         })
     }
 
@@ -261,22 +263,21 @@ impl BoundListener {
         while let Some((stream, addr)) = tcp::accept(&self.listener, &shutdown).await {
             // A full listener accepts and closes at once (see the module doc): the client learns
             // immediately instead of waiting in the backlog, and the refusal is counted.
-            let permit = match &self.limit {
-                None => None,
-                Some(limit) => match limit.clone().try_acquire_owned() {
-                    Ok(permit) => Some(permit),
+            // The permit is given back by the connection's guard.
+            if let Some(limit) = &self.stats.limit {
+                match limit.try_acquire() {
+                    Ok(permit) => permit.forget(),
                     Err(_) => {
                         self.stats.refused.fetch_add(1, Ordering::Relaxed);
                         debug!(listener = %self.name, peer = %addr, "max-connections reached, refusing");
                         drop(stream);
                         continue;
                     }
-                },
-            };
+                }
+            }
             self.stats.accepted.fetch_add(1, Ordering::Relaxed);
             self.stats.current.fetch_add(1, Ordering::Relaxed);
             let guard = ConnectionGuard {
-                _permit: permit,
                 stats: self.stats.clone(),
             };
             let connect_deadline = Instant::now() + self.connect_timeout;
@@ -294,37 +295,48 @@ impl BoundListener {
             };
             // The guard rides along in a `map` rather than an `async` block: a block holding the
             // connection future would keep room for it twice (its capture and its await).
-            let task = connect(stream, peer, &self.handshake, &handler, shutdown.clone())
-                .map(move |()| drop(guard));
-            tracker.spawn(task.instrument(span));
+            // Plain TCP has no transport handshake: the task is the handler's future itself, so
+            // an idle connection's task holds nothing else.
+            if matches!(*self.handshake, Handshake::Tcp) {
+                let task = handler(Box::new(stream), peer).map(move |()| drop(guard));
+                spawn(&tracker, task, span);
+            } else {
+                let task = connect(stream, peer, &self.handshake, &handler, shutdown.clone())
+                    .map(move |()| drop(guard));
+                spawn(&tracker, task, span);
+            }
         }
         info!(listener = %self.name, "stopped accepting");
     }
 }
 
-/// One connection task after accept: the transport handshake under `peer.connect_deadline`
-/// (given up on shutdown), then the handler.
-///
-/// Plain TCP has no transport handshake: the task is the handler's future itself, so an idle
-/// connection's task holds nothing else. The other transports run their handshake in a boxed
-/// future first (the TLS and WebSocket handshake states are large, about 10 KB with rustls, and
-/// would otherwise stay in every connection's task for its whole life).
+/// Spawns a connection task on `tracker`, in `span` unless the span is disabled (the log level
+/// is above info): a disabled span is not carried by every task.
+fn spawn(tracker: &TaskTracker, task: impl Future<Output = ()> + Send + 'static, span: Span) {
+    if span.is_disabled() {
+        tracker.spawn(task);
+    } else {
+        tracker.spawn(task.instrument(span));
+    }
+}
+
+/// One TLS or WebSocket connection task after accept: the transport handshake under
+/// `peer.connect_deadline` (given up on shutdown), then the handler. Boxed: the TLS and
+/// WebSocket handshake states are large (about 10 KB with rustls), and would otherwise stay in
+/// every connection's task for its whole life.
 fn connect<H, F>(
     stream: TcpStream,
     peer: PeerInfo,
     handshake: &Arc<Handshake>,
     handler: &Arc<H>,
     shutdown: CancellationToken,
-) -> Either<F, Pin<Box<dyn Future<Output = ()> + Send>>>
+) -> Pin<Box<dyn Future<Output = ()> + Send>>
 where
     H: Fn(Transport, PeerInfo) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
-    if matches!(**handshake, Handshake::Tcp) {
-        return Either::Left(handler(Box::new(stream) as Transport, peer));
-    }
     let (handshake, handler) = (handshake.clone(), handler.clone());
-    Either::Right(Box::pin(async move {
+    Box::pin(async move {
         let mut peer = peer;
         let handshake =
             tokio::time::timeout_at(peer.connect_deadline, Box::pin(handshake.run(stream)));
@@ -351,18 +363,22 @@ where
             }
         };
         handler(transport, peer).await;
-    }))
+    })
 }
 
 /// Held by a connection task: releases the connection's permit and decrements
 /// [`ListenerStats::current`] when the task ends, however it ends.
+///
+/// One pointer: every connection task carries it.
 struct ConnectionGuard {
-    _permit: Option<OwnedSemaphorePermit>,
     stats: Arc<ListenerStats>,
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.stats.current.fetch_sub(1, Ordering::Relaxed);
+        if let Some(limit) = &self.stats.limit {
+            limit.add_permits(1);
+        }
     }
 }

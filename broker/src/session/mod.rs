@@ -196,7 +196,7 @@ pub(crate) struct SessionState {
     pub(crate) expiry: Option<Duration>,
     /// A will waiting for its MQTT 5 Will Delay Interval; cancelled when a connection takes
     /// the session again ([MQTT-3.1.3-9]).
-    pub(crate) pending_will: Option<PendingWill>,
+    pub(crate) pending_will: Option<Box<PendingWill>>,
     /// Why the admin API or a plugin disconnected the client: the MQTT 5 reason string of
     /// the DISCONNECT it gets.
     pub(crate) kick_reason: Option<Box<str>>,

@@ -25,7 +25,7 @@ pub(crate) enum Awaiting {
 #[derive(Debug)]
 pub(crate) struct OutgoingWindow {
     entries: VecDeque<(PacketId, Awaiting)>,
-    capacity: usize,
+    capacity: u16,
     last_id: u16,
 }
 
@@ -34,7 +34,7 @@ impl OutgoingWindow {
     pub(crate) fn new(capacity: u16) -> Self {
         OutgoingWindow {
             entries: VecDeque::new(),
-            capacity: usize::from(capacity.max(1)),
+            capacity: capacity.max(1),
             last_id: 0,
         }
     }
@@ -42,12 +42,12 @@ impl OutgoingWindow {
     /// Changes how many messages may be unacknowledged at once (a new connection's MQTT 5
     /// Receive Maximum). Entries already in flight stay; no new one is sent until fewer remain.
     pub(crate) fn set_capacity(&mut self, capacity: u16) {
-        self.capacity = usize::from(capacity.max(1));
+        self.capacity = capacity.max(1);
     }
 
     /// Whether another QoS 1/2 message may be sent now.
     pub(crate) fn has_room(&self) -> bool {
-        self.entries.len() < self.capacity
+        self.entries.len() < usize::from(self.capacity)
     }
 
     /// Number of unacknowledged messages.
