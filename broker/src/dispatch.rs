@@ -41,40 +41,44 @@ pub async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message
     if !ctx.plugins.topic_check_enabled() {
         return ctx.router.fan_out(message, origin.client_id);
     }
+    // Cached verdicts decide inside the router's walk, without waiting; only the misses (and
+    // shared groups, which need a pick among allowed members) are collected.
+    let mut unresolved: Vec<Target> = Vec::new();
+    let receivers = ctx.router.fan_out_cached(
+        message,
+        origin.client_id,
+        |session| {
+            ctx.plugins
+                .cached_verdict(session.decisions(), Action::Receive, &message.topic)
+        },
+        &mut unresolved,
+    );
+    if unresolved.is_empty() {
+        return receivers;
+    }
     // Boxed, so the checked path's state stays out of the publishing connection's task.
-    Box::pin(fan_out_checked(ctx, message, origin.client_id)).await
+    receivers + Box::pin(deliver_unresolved(ctx, message, unresolved)).await
 }
 
-/// Fan-out with a RECEIVE check per subscriber (checks run concurrently). A shared
-/// subscription group's copy goes to the first of its candidates allowed to receive it.
-async fn fan_out_checked(ctx: &BrokerContext, message: &Message, publisher: &str) -> usize {
-    let mut targets: Vec<Target> = Vec::new();
-    ctx.router
-        .subscribers(&message.topic, publisher, &mut targets);
-    let shared_from = targets
+/// Delivers to the subscribers no cached verdict decided: the misses are checked with the
+/// plugins (concurrently); a shared subscription group's copy goes to the first of its
+/// candidates allowed to receive it. Returns how many copies were queued.
+async fn deliver_unresolved(
+    ctx: &BrokerContext,
+    message: &Message,
+    unresolved: Vec<Target>,
+) -> usize {
+    let mut receivers = 0;
+    let shared_from = unresolved
         .iter()
         .position(|t| t.shared.is_some())
-        .unwrap_or(targets.len());
-    let (targets, shared) = targets.split_at(shared_from);
-    let mut receivers = 0;
+        .unwrap_or(unresolved.len());
+    let (misses, shared) = unresolved.split_at(shared_from);
     let mut deliver = |target: &Target| {
         if target.session.deliver(target.copy_of(message)).is_ok() {
             receivers += 1;
         }
     };
-    // Cached verdicts decide here without awaiting; only the misses ask the plugins, together.
-    let mut misses = Vec::new();
-    for target in targets {
-        match ctx.plugins.cached_verdict(
-            target.session.decisions(),
-            Action::Receive,
-            &message.topic,
-        ) {
-            Some(true) => deliver(target),
-            Some(false) => {}
-            None => misses.push(target),
-        }
-    }
     if !misses.is_empty() {
         let checks = misses
             .iter()

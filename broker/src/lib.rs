@@ -26,6 +26,7 @@ pub mod connection;
 pub mod context;
 pub mod control;
 pub mod dispatch;
+mod hash;
 pub mod listener;
 pub mod message;
 pub mod metrics;

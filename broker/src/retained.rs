@@ -3,12 +3,12 @@
 //! Storage sits behind the [`RetainedStore`] trait so a durable store can replace the in-memory
 //! one without touching the router.
 
-use std::collections::HashMap;
 use std::time::SystemTime;
 
 use bytestring::ByteString;
 use parking_lot::RwLock;
 
+use crate::hash::FastHashMap;
 use crate::message::Message;
 use crate::topic;
 
@@ -68,7 +68,7 @@ pub trait RetainedStore: Send + Sync + std::fmt::Debug {
 /// wildcard filter scans the map (subscribe-time only, never on the publish path).
 #[derive(Debug, Default)]
 pub struct MemoryRetainedStore {
-    messages: RwLock<HashMap<ByteString, Retained>>,
+    messages: RwLock<FastHashMap<ByteString, Retained>>,
 }
 
 impl RetainedStore for MemoryRetainedStore {

@@ -299,19 +299,26 @@ impl PluginManager {
         if let Some(granted) = cache.granted(action, topic) {
             return Some(granted);
         }
-        let mut votes: SmallVec<[PluginVote; 4]> = SmallVec::new();
+        // `combine_topic` folded as the votes are read, without copying them out of the cache.
+        let (mut present, mut allowed) = (false, false);
         for plugin in &self.topic_chain {
-            let vote = cache.get(plugin.index(), action, topic)?;
-            if matches!(vote, PluginVote::Deny(_)) {
+            let vote = cache.peek(plugin.index(), action, topic, |vote| match vote {
+                PluginVote::Deny(_) => None,
+                PluginVote::Allow => Some((true, true)),
+                PluginVote::Ignore => Some((true, false)),
+                PluginVote::Absent => Some((false, false)),
+            })?;
+            let Some((is_present, is_allow)) = vote else {
                 bump(&plugin.stats().cache_hits);
                 return Some(false);
-            }
-            votes.push(vote);
+            };
+            present |= is_present;
+            allowed |= is_allow;
         }
         for plugin in &self.topic_chain {
             bump(&plugin.stats().cache_hits);
         }
-        Some(combine_topic(votes))
+        Some(allowed || !present)
     }
 
     /// Runs the topic-check chain for `query`, using and filling `cache` (the acting session's).
@@ -445,26 +452,30 @@ impl PluginManager {
     /// payload choice, and the encoded bytes are shared by the plugins that want the same.
     pub fn emit_message(&self, kind: pb::EventKind, origin: Origin<'_>, message: &Message) {
         let mut time = None;
-        // The pipelines that want it, and whether each wants the payload.
-        let wanting: SmallVec<[(&EventPipeline, bool); 4]> = self
-            .plugins
-            .iter()
-            .map(|p| p.pipeline())
-            .filter(|p| p.wants_message(kind, &message.topic))
-            .map(|p| (&**p, p.wants_payload()))
-            .collect();
-        // Encoded without and with the payload, each made when first wanted; the last pipeline
-        // wanting one gets it moved (a `Bytes` clone would allocate its shared header).
+        // Encoded without and with the payload, each made when first wanted.
         let mut encoded: [Option<bytes::Bytes>; 2] = [None, None];
-        for (i, &(pipeline, payload)) in wanting.iter().enumerate() {
-            let slot = &mut encoded[usize::from(payload)];
-            if slot.is_none() {
-                let now = *time.get_or_insert_with(std::time::SystemTime::now);
-                *slot = emit::encode_message_event(kind, now, origin, message, payload);
+        // Per payload choice, the last pipeline seen wanting it: it gets a clone when another
+        // one comes, and the last of all gets the encoded bytes moved (a `Bytes` clone
+        // allocates a shared header, so the usual single plugin costs one allocation).
+        let mut pending: [Option<&EventPipeline>; 2] = [None, None];
+        for plugin in &self.plugins {
+            let pipeline = plugin.pipeline();
+            if !pipeline.wants_message(kind, &message.topic) {
+                continue;
             }
-            let last = !wanting[i + 1..].iter().any(|&(_, p)| p == payload);
-            let event = if last { slot.take() } else { slot.clone() };
-            if let Some(event) = event {
+            let payload = usize::from(pipeline.wants_payload());
+            if encoded[payload].is_none() {
+                let now = *time.get_or_insert_with(std::time::SystemTime::now);
+                encoded[payload] =
+                    emit::encode_message_event(kind, now, origin, message, payload == 1);
+            }
+            if let (Some(earlier), Some(event)) = (pending[payload], &encoded[payload]) {
+                earlier.push_encoded(event.clone());
+            }
+            pending[payload] = Some(pipeline);
+        }
+        for (pipeline, event) in pending.into_iter().zip(encoded) {
+            if let (Some(pipeline), Some(event)) = (pipeline, event) {
                 pipeline.push_encoded(event);
             }
         }

@@ -175,20 +175,45 @@ impl Router {
         delivered
     }
 
-    /// Appends one [`Target`] per session subscribed to `topic` (No Local subscriptions of
-    /// `publisher` left out), for callers that check each subscriber before delivering; for
-    /// each matching shared group, every member as a candidate, in the order of preference
-    /// (online members round robin, then offline ones only if none is online) — the caller
-    /// delivers to the first candidate of the group it lets receive the message.
-    pub fn subscribers(&self, topic: &str, publisher: &str, out: &mut Vec<Target>) {
+    /// [`fan_out`](Self::fan_out) for a broker that checks each subscriber, with the verdicts
+    /// that need no waiting given by `cached` (`Some(allowed)`, e.g. a cached verdict or a
+    /// grant): allowed subscribers get their copy here, denied ones nothing, and those
+    /// `cached` cannot decide (`None`) are appended to `unresolved`, followed by every member
+    /// of each matching shared group as candidates, in the order of preference (online
+    /// members round robin, then offline ones only if none is online): the caller delivers to
+    /// the first candidate of the group it lets receive the message. No Local subscriptions of
+    /// `publisher` are left out. Returns the number of copies queued here. So the usual cached
+    /// case collects nothing per message.
+    pub fn fan_out_cached(
+        &self,
+        message: &Message,
+        publisher: &str,
+        mut cached: impl FnMut(&Arc<Session>) -> Option<bool>,
+        unresolved: &mut Vec<Target>,
+    ) -> usize {
         let tree = self.tree.read();
+        let mut delivered = 0;
         let mut members = Vec::new();
         for_each_target(
             &tree,
-            topic,
+            &message.topic,
             publisher,
             |session, qos, rap, ids, shared| {
-                out.push(Target {
+                if shared.is_none() {
+                    match cached(session) {
+                        Some(true) => {
+                            let mut copy = message.for_subscriber(qos, message.retain && rap);
+                            copy.subscription_ids = ids;
+                            if session.deliver(copy).is_ok() {
+                                delivered += 1;
+                            }
+                            return;
+                        }
+                        Some(false) => return,
+                        None => {}
+                    }
+                }
+                unresolved.push(Target {
                     session: session.clone(),
                     qos,
                     retain_as_published: rap,
@@ -202,6 +227,7 @@ impl Router {
                 members.iter().for_each(|m| emit(m));
             },
         );
+        delivered
     }
 
     /// The online members of shared group `key` (`$share/{group}/{filter}`) other than
@@ -409,11 +435,57 @@ mod tests {
         }
 
         fn publish_checked(&self, topic: &str, qos: QoS) -> Vec<Target> {
+            let message = Message::new(topic.into(), Bytes::from_static(b"x"), qos, false);
             let mut out = Vec::new();
-            self.router.subscribers(topic, "publisher", &mut out);
-            let _ = qos;
+            let queued = self
+                .router
+                .fan_out_cached(&message, "publisher", |_| None, &mut out);
+            assert_eq!(queued, 0, "nothing is decided without verdicts");
             out
         }
+    }
+
+    #[test]
+    fn cached_verdicts_deliver_or_skip_and_the_rest_is_left_to_the_caller() {
+        let mut f = Fixture::new();
+        let allowed = f.online("allowed");
+        let denied = f.online("denied");
+        let unknown = f.online("unknown");
+        let member = f.online("member");
+        for s in [&allowed, &denied, &unknown] {
+            f.sub(s, "t/#", QoS::AtLeastOnce, None);
+        }
+        f.sub(&member, "$share/g/t/#", QoS::AtLeastOnce, None);
+        let message = Message::new(
+            "t/x".into(),
+            Bytes::from_static(b"x"),
+            QoS::AtLeastOnce,
+            false,
+        );
+        let mut unresolved = Vec::new();
+        let queued = f.router.fan_out_cached(
+            &message,
+            "publisher",
+            |s| match s.client_id().as_ref() {
+                "allowed" | "member" => Some(true),
+                "denied" => Some(false),
+                _ => None,
+            },
+            &mut unresolved,
+        );
+        assert_eq!(queued, 1);
+        assert_eq!(allowed.queued_len(), 1);
+        assert_eq!(denied.queued_len(), 0);
+        let names: Vec<_> = unresolved
+            .iter()
+            .map(|t| (t.session.client_id().to_string(), t.shared.is_some()))
+            .collect();
+        assert_eq!(
+            names,
+            [("unknown".to_string(), false), ("member".to_string(), true)],
+            "the undecided subscriber, then the group's candidates (never decided here)"
+        );
+        assert_eq!(member.queued_len(), 0);
     }
 
     /// What `session` has queued.

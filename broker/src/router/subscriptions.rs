@@ -5,13 +5,13 @@
 //! as one member of that node's [`SharedGroup`] named `{group}`; matching reports the group
 //! once, and the router picks the member (see the router module doc).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytestring::ByteString;
 
 use super::Subscription;
+use crate::hash::FastHashMap;
 use crate::session::Session;
 
 /// One subscription stored in the tree.
@@ -164,7 +164,7 @@ struct Node {
     /// Child for a `+` level.
     single: Option<Box<Node>>,
     /// Children by literal level.
-    children: HashMap<Box<str>, Node>,
+    children: FastHashMap<Box<str>, Node>,
 }
 
 impl Node {
