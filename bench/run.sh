@@ -16,11 +16,12 @@
 #   QUICK [0]            1: smoke run (REPS=1, 2 s runs, 2,000 connections)
 #   BROKERS ["midge mosquitto rumqttd"]
 #   SCENARIOS ["fan-in-qos0 fan-in-qos1 fan-out-qos0 fan-out-qos1 latency-qos0 latency-qos1
-#              connect-storm memory plugins"]
+#              connect-storm connect-latency memory plugins"]
 #   DURATION [10] WARMUP [2]          seconds, throughput runs
 #   FANIN_WINDOW [32] FANOUT_WINDOW [64]  messages in flight per publisher (see README)
 #   LAT_DURATION [10] LAT_RATE [1000] latency runs
 #   CONNECTIONS [10000]               connect-storm and memory
+#   LAT_CONNECTIONS [2000]            connect-latency (one CONNECT at a time)
 #   BROKER_CPU [0] LOADGEN_CPU [1] PLUGIN_CPU [$LOADGEN_CPU]
 #   BASE_PORT [21883]                 first broker port; every broker start takes the next one
 #   SKIP_BUILD [0]                    1: use the release binaries already built
@@ -46,7 +47,8 @@ FANOUT_WINDOW=${FANOUT_WINDOW:-64}
 LAT_RATE=${LAT_RATE:-1000}
 CONNECTIONS=${CONNECTIONS:-10000}
 BROKERS=${BROKERS:-midge mosquitto rumqttd}
-SCENARIOS=${SCENARIOS:-fan-in-qos0 fan-in-qos1 fan-out-qos0 fan-out-qos1 latency-qos0 latency-qos1 connect-storm memory plugins}
+SCENARIOS=${SCENARIOS:-fan-in-qos0 fan-in-qos1 fan-out-qos0 fan-out-qos1 latency-qos0 latency-qos1 connect-storm connect-latency memory plugins}
+LAT_CONNECTIONS=${LAT_CONNECTIONS:-2000}
 BROKER_CPU=${BROKER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 PLUGIN_CPU=${PLUGIN_CPU:-$LOADGEN_CPU}
@@ -329,12 +331,17 @@ run_one() {
             args=(--qos "$qos" --rate "$LAT_RATE" --warmup 1 --duration "$LAT_DURATION")
             ;;
         connect-storm) cmd=connect-storm args=(--connections "$CONNECTIONS" --parallel 100) ;;
+        connect-latency)
+            cmd=connect-storm
+            args=(--name connect-latency --connections "$LAT_CONNECTIONS" --parallel 1)
+            ;;
         memory) cmd=memory args=(--connections "$CONNECTIONS" --parallel 100) ;;
         *) die "unknown scenario $scenario" ;;
     esac
-    local label="$scenario on $broker${variant:+ [$variant]} (rep $rep)"
+    local label="$scenario on $broker${variant:+ [$variant]} (rep $rep)" name=$cmd
+    [ "$scenario" != connect-latency ] || name=connect-latency
     if ! start_broker "$broker" "$variant"; then
-        fail_line "$cmd" "$qos" "$broker" "$variant" "$rep" "the broker did not start"
+        fail_line "$name" "$qos" "$broker" "$variant" "$rep" "the broker did not start"
         failures=$((failures + 1))
         stop_broker
         return
@@ -348,7 +355,7 @@ run_one() {
         >>"$run_dir/logs/loadgen.log" 2>>"$run_dir/logs/loadgen.err" || status=$?
     after=$(wc -l <"$lines")
     if [ "$after" = "$before" ]; then
-        fail_line "$cmd" "$qos" "$broker" "$variant" "$rep" "the load generator exited with status $status"
+        fail_line "$name" "$qos" "$broker" "$variant" "$rep" "the load generator exited with status $status"
     fi
     summary=$(tail -1 "$lines" | sed -e 's/.*"metrics":{\([^}]*\)}.*/\1/')
     if [ "$status" != 0 ]; then
@@ -372,6 +379,7 @@ for rep in $(seq "$REPS"); do
                 for q in 0 1; do run_one "fan-in-qos$q" midge "$variant" "$rep"; done
             done
             run_one connect-storm midge auth "$rep"
+            run_one connect-latency midge auth "$rep"
             continue
         fi
         for i in $(seq 0 $((nb - 1))); do

@@ -23,6 +23,10 @@ pub(crate) struct StormArgs {
     /// Exchanges in flight at once.
     #[arg(long, default_value_t = 100)]
     pub(crate) parallel: usize,
+    /// Scenario name written in the result: `connect-storm`, or `connect-latency` for the
+    /// one-at-a-time run that measures what one CONNECT costs (`--parallel 1`).
+    #[arg(long, default_value = "connect-storm")]
+    pub(crate) name: String,
     /// Send this user name (password `bench`); none by default.
     #[arg(long)]
     pub(crate) username: Option<String>,
@@ -34,7 +38,7 @@ pub(crate) struct StormArgs {
 
 /// Runs the storm and emits its record; an error means the run failed.
 pub(crate) async fn storm(args: StormArgs) -> anyhow::Result<()> {
-    let mut record = Record::new(&args.common, "connect-storm", None);
+    let mut record = Record::new(&args.common, &args.name, None);
     let result = measure_storm(&args, &mut record).await;
     if let Err(err) = &result {
         record.fail(err);

@@ -88,6 +88,18 @@ const METRICS: &[MetricInfo] = &[
         higher_is_better: false,
     },
     MetricInfo {
+        scenario: "connect-latency",
+        key: "connack_p50_ms",
+        label: "CONNACK p50 ms (one at a time)",
+        higher_is_better: false,
+    },
+    MetricInfo {
+        scenario: "connect-latency",
+        key: "connack_p99_ms",
+        label: "CONNACK p99 ms (one at a time)",
+        higher_is_better: false,
+    },
+    MetricInfo {
         scenario: "memory",
         key: "rss_growth_mib_per_10k",
         label: "RSS MiB / 10k idle conns",
