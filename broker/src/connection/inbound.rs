@@ -35,6 +35,11 @@ pub(crate) struct Connection {
     listener: Arc<str>,
     /// The MQTT 5 Session Expiry Interval accepted at CONNECT (0 for 3.1.1).
     session_expiry: u32,
+    /// The keep alive in force, in seconds (kept here for the connection task, where these
+    /// bytes fill padding).
+    pub(crate) keep_alive: u16,
+    /// The Clean Start (3.1.1: clean session) flag of the CONNECT.
+    pub(crate) clean_start: bool,
     /// MQTT 5 topic aliases the client set: slot `a - 1` holds alias `a`'s topic. Grows up to
     /// `topic-alias-maximum` as aliases are used.
     aliases: Box<[Option<ByteString>]>,
@@ -54,6 +59,8 @@ impl Connection {
             username,
             listener,
             session_expiry,
+            keep_alive: 0,
+            clean_start: false,
             aliases: Box::default(),
         }
     }

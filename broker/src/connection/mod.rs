@@ -121,8 +121,6 @@ struct Live {
     owner: Owner,
     will: Option<Box<LastWill>>,
     addr: SocketAddr,
-    keep_alive: u16,
-    clean_start: bool,
 }
 
 impl Live {
@@ -136,8 +134,8 @@ impl Live {
         pb::Session {
             client_id: self.conn.client_id().to_string(),
             username: self.conn.username().map(|u| u.to_string()),
-            clean_start: self.clean_start,
-            keep_alive_secs: u32::from(self.keep_alive),
+            clean_start: self.conn.clean_start,
+            keep_alive_secs: u32::from(self.conn.keep_alive),
             protocol_version: emit::protocol_version(
                 self.stream.protocol().unwrap_or(ProtocolVersion::V311),
             ) as i32,
@@ -162,21 +160,21 @@ async fn connect(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo) 
     Stats::add(&ctx.stats.clients_connected, 1);
     Stats::add(&ctx.stats.clients_total, 1);
 
-    let conn = inbound::Connection::new(
+    let mut conn = inbound::Connection::new(
         ctx.clone(),
         accepted.session,
         accepted.username,
         peer.listener.clone(),
         accepted.session_expiry,
     );
+    conn.keep_alive = accepted.keep_alive;
+    conn.clean_start = accepted.clean_start;
     let live = Live {
         conn,
         stream,
         owner: accepted.owner,
         will: accepted.will,
         addr: peer.addr,
-        keep_alive: accepted.keep_alive,
-        clean_start: accepted.clean_start,
     };
     let session_present = accepted.session_present;
     ctx.plugins.emit(pb::EventKind::ClientConnected, || {
@@ -262,7 +260,7 @@ async fn close(live: &mut Live, exit: Exit) {
 /// The connected phase.
 async fn run(live: &mut Live) -> Exit {
     // [MQTT-3.1.2-24]: one and a half times the keepalive without a packet closes the connection.
-    let first = match keep_alive_limit(live.keep_alive) {
+    let first = match keep_alive_limit(live.conn.keep_alive) {
         Some(limit) => Instant::now() + limit,
         None => Instant::now() + Duration::from_secs(86_400 * 365),
     };
@@ -283,8 +281,8 @@ async fn run(live: &mut Live) -> Exit {
                     return Exit::IoError;
                 }
             }
-            _ = tokio::time::sleep(write_stall(live.keep_alive)) => {
-                info!(write_stall = ?write_stall(live.keep_alive), "client stopped reading: closing");
+            _ = tokio::time::sleep(write_stall(live.conn.keep_alive)) => {
+                info!(write_stall = ?write_stall(live.conn.keep_alive), "client stopped reading: closing");
                 return Exit::IoError;
             }
         }
@@ -303,7 +301,7 @@ async fn run(live: &mut Live) -> Exit {
             Woke::KeepAlive => return Exit::KeepAliveTimeout,
             Woke::Read(Some(exit)) => return exit,
             Woke::Read(None) => {
-                if let Some(limit) = keep_alive_limit(live.keep_alive) {
+                if let Some(limit) = keep_alive_limit(live.conn.keep_alive) {
                     deadline.as_mut().reset(Instant::now() + limit);
                 }
                 // Boxed: handling packets (an MQTT 5 PUBLISH with its properties, the checks,

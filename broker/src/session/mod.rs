@@ -178,7 +178,10 @@ pub enum DropReason {
 pub struct Session {
     id: u64,
     client_id: ByteString,
-    limits: SessionLimits,
+    /// `max-queued-messages`, capped at `u32::MAX` (8 bytes with the policy instead of the 16
+    /// of [`SessionLimits`]: every session carries them).
+    max_queued: u32,
+    queue_full_policy: QueueFullPolicy,
     state: Mutex<SessionState>,
     wake: Notify,
     stats: Arc<Stats>,
@@ -233,7 +236,8 @@ impl Session {
         Session {
             id,
             client_id,
-            limits,
+            max_queued: u32::try_from(limits.max_queued).unwrap_or(u32::MAX),
+            queue_full_policy: limits.queue_full_policy,
             state: Mutex::new(SessionState {
                 clean,
                 expiry: None,
@@ -291,8 +295,8 @@ impl Session {
                 self.stats.dropped(DropReason::OfflineQos0);
                 return Err(DropReason::OfflineQos0);
             }
-            if state.queue.len() >= self.limits.max_queued {
-                match self.limits.queue_full_policy {
+            if state.queue.len() >= self.max_queued as usize {
+                match self.queue_full_policy {
                     QueueFullPolicy::DropNewest => {
                         drop(state);
                         self.stats.dropped(DropReason::QueueFull);
@@ -327,8 +331,8 @@ impl Session {
     ///
     /// # Cancel safety
     /// Cancel safe: a wake-up that arrives while nobody waits is kept for the next call.
-    pub async fn woken(&self) {
-        self.wake.notified().await;
+    pub fn woken(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake.notified()
     }
 
     /// Moves queued messages into `buf` as PUBLISH packets encoded by `out` until the queue is
