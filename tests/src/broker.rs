@@ -146,11 +146,21 @@ impl TestBroker {
     /// If the config has no `listeners` list, or the broker exits or is not listening within
     /// [`STARTUP_TIMEOUT`]; the message includes its log.
     pub async fn start(yaml: &str) -> TestBroker {
+        Self::start_with_args(yaml, &[]).await
+    }
+
+    /// [`TestBroker::start`] with more command line arguments (e.g. `--worker-threads 1`).
+    ///
+    /// # Panics
+    ///
+    /// As [`TestBroker::start`].
+    pub async fn start_with_args(yaml: &str, extra: &[&str]) -> TestBroker {
         let expected = count_listeners(yaml);
         let yaml = with_ephemeral_admin_and_metrics(yaml);
         let dir = TempDir::new();
         let path = dir.write("midge.yaml", &yaml);
-        let args = vec![OsString::from("--config"), path.clone().into_os_string()];
+        let mut args = vec![OsString::from("--config"), path.clone().into_os_string()];
+        args.extend(extra.iter().map(OsString::from));
         let mut broker = Self::spawn(args, expected).await;
         broker.config_path = Some(path);
         broker._dir = Some(dir);

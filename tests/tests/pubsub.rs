@@ -31,6 +31,39 @@ async fn round_trip(qos: QoS) {
     assert!(!got.dup);
 }
 
+/// `--worker-threads 1` (what a broker pinned to one CPU gets by default) runs the broker on
+/// tokio's single-threaded runtime: the same traffic must flow, at every QoS.
+#[tokio::test]
+async fn a_single_threaded_broker_delivers_every_qos() {
+    let broker = TestBroker::start_with_args(
+        midge_tests::broker::DEFAULT_CONFIG,
+        &["--worker-threads", "1"],
+    )
+    .await;
+    broker
+        .wait_for_log("the single-threaded start", |l| {
+            l.contains("\"starting\"") && l.contains("\"worker_threads\":1")
+        })
+        .await;
+    let mut sub = MqttClient::connect(broker.mqtt_addr(), "sub").await;
+    sub.subscribe_ok("st/#", QoS::ExactlyOnce).await;
+    let mut publisher = MqttClient::connect(broker.mqtt_addr(), "pub").await;
+    for (i, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
+        .into_iter()
+        .enumerate()
+    {
+        publisher
+            .publish(&format!("st/{i}"), qos, false, format!("m{i}"))
+            .await;
+        let got = sub.recv().await;
+        assert_eq!(
+            (got.topic.as_str(), got.qos),
+            (format!("st/{i}").as_str(), qos)
+        );
+        assert_eq!(&got.payload[..], format!("m{i}").as_bytes());
+    }
+}
+
 #[tokio::test]
 async fn qos0_end_to_end() {
     round_trip(QoS::AtMostOnce).await;
