@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytestring::ByteString;
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 use tokio::time::Instant;
 
 use midge_proto::plugin::v1 as pb;
@@ -24,23 +25,39 @@ const TOPIC_CACHE_CAPACITY: usize = 4096;
 /// Entries kept in the broker-wide authentication cache.
 const AUTH_CACHE_CAPACITY: usize = 65_536;
 
-/// A cached vote and when it expires.
-type Entry = (PluginVote, Instant);
-
-/// Cached topic verdicts of one session, keyed by (plugin index, action, topic), and the
-/// session grants of its current connection.
+/// Cached topic verdicts of one session, and the session grants of its current connection.
+///
+/// Nothing is allocated until a plugin lets a verdict be cached or grants arrive (most
+/// sessions of a broker without topic checks never do), and [`clear`](Self::clear) frees it
+/// all again. Entries are grouped by topic, so a lookup hashes the topic as a `&str` (no key
+/// is built) and scans the few (plugin, action) entries of that topic.
 #[derive(Debug, Default)]
-pub struct TopicCache {
-    entries: Mutex<FastHashMap<(u16, Action, ByteString), Entry>>,
-    grants: Mutex<Option<Arc<Grants>>>,
+pub struct TopicCache(Mutex<Option<Box<TopicEntries>>>);
+
+/// What a [`TopicCache`] holds once used.
+#[derive(Debug, Default)]
+struct TopicEntries {
+    /// By topic, one entry per (plugin, action) cached for it.
+    by_topic: FastHashMap<ByteString, SmallVec<[Cached; 2]>>,
+    /// Entries over all topics (expired ones included until swept).
+    len: usize,
+    /// The grants of the current connection.
+    grants: Option<Arc<Grants>>,
+}
+
+/// One cached vote.
+#[derive(Debug)]
+struct Cached {
+    plugin: u16,
+    action: Action,
+    vote: PluginVote,
+    expires: Instant,
 }
 
 impl TopicCache {
     /// The cached, unexpired vote of plugin `plugin` on (`action`, `topic`).
-    pub fn get(&self, plugin: u16, action: Action, topic: &ByteString) -> Option<PluginVote> {
-        let entries = self.entries.lock();
-        let (vote, expires) = entries.get(&(plugin, action, topic.clone()))?;
-        (Instant::now() < *expires).then(|| vote.clone())
+    pub fn get(&self, plugin: u16, action: Action, topic: &str) -> Option<PluginVote> {
+        self.peek(plugin, action, topic, PluginVote::clone)
     }
 
     /// `f` applied to the cached, unexpired vote of plugin `plugin` on (`action`, `topic`),
@@ -49,12 +66,17 @@ impl TopicCache {
         &self,
         plugin: u16,
         action: Action,
-        topic: &ByteString,
+        topic: &str,
         f: impl FnOnce(&PluginVote) -> R,
     ) -> Option<R> {
-        let entries = self.entries.lock();
-        let (vote, expires) = entries.get(&(plugin, action, topic.clone()))?;
-        (Instant::now() < *expires).then(|| f(vote))
+        let inner = self.0.lock();
+        let cached = inner
+            .as_ref()?
+            .by_topic
+            .get(topic)?
+            .iter()
+            .find(|c| c.plugin == plugin && c.action == action)?;
+        (Instant::now() < cached.expires).then(|| f(&cached.vote))
     }
 
     /// Caches `vote` for `ttl`.
@@ -67,45 +89,88 @@ impl TopicCache {
         ttl: Duration,
     ) {
         let now = Instant::now();
-        let mut entries = self.entries.lock();
-        if entries.len() >= TOPIC_CACHE_CAPACITY {
-            entries.retain(|_, (_, expires)| *expires > now);
-            if entries.len() >= TOPIC_CACHE_CAPACITY {
+        let mut inner = self.0.lock();
+        let entries = inner.get_or_insert_with(Box::default);
+        if entries.len >= TOPIC_CACHE_CAPACITY {
+            entries.retain(|c| c.expires > now);
+            if entries.len >= TOPIC_CACHE_CAPACITY {
                 return;
             }
         }
-        entries.insert((plugin, action, topic), (vote, now + ttl));
+        let expires = now + ttl;
+        let list = entries.by_topic.entry(topic).or_default();
+        match list
+            .iter_mut()
+            .find(|c| c.plugin == plugin && c.action == action)
+        {
+            Some(cached) => (cached.vote, cached.expires) = (vote, expires),
+            None => {
+                list.push(Cached {
+                    plugin,
+                    action,
+                    vote,
+                    expires,
+                });
+                entries.len += 1;
+            }
+        }
     }
 
-    /// Forgets everything, grants included (disconnect, a new connection).
+    /// Forgets everything, grants included (disconnect, a new connection), and frees it.
     pub fn clear(&self) {
-        self.entries.lock().clear();
-        *self.grants.lock() = None;
+        *self.0.lock() = None;
     }
 
     /// Sets the grants of the current connection.
     pub fn set_grants(&self, grants: Option<Arc<Grants>>) {
-        *self.grants.lock() = grants;
+        let mut inner = self.0.lock();
+        match (inner.as_mut(), grants) {
+            (Some(entries), grants) => entries.grants = grants,
+            (None, Some(grants)) => {
+                inner.get_or_insert_with(Box::default).grants = Some(grants);
+            }
+            (None, None) => {}
+        }
     }
 
     /// What the grants say about `action` on `topic`, if anything.
     pub fn granted(&self, action: Action, topic: &str) -> Option<bool> {
-        self.grants.lock().as_ref()?.decide(action, topic)
+        self.0
+            .lock()
+            .as_ref()?
+            .grants
+            .as_ref()?
+            .decide(action, topic)
     }
 
     /// Forgets plugin `plugin`'s entries (its invalidation).
     pub fn clear_plugin(&self, plugin: u16) {
-        self.entries.lock().retain(|(p, _, _), _| *p != plugin);
+        if let Some(entries) = self.0.lock().as_mut() {
+            entries.retain(|c| c.plugin != plugin);
+        }
     }
 
     /// Number of entries (expired ones included until swept).
     pub fn len(&self) -> usize {
-        self.entries.lock().len()
+        self.0.lock().as_ref().map_or(0, |entries| entries.len)
     }
 
     /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl TopicEntries {
+    /// Keeps the entries `keep` accepts; drops topics left without any.
+    fn retain(&mut self, mut keep: impl FnMut(&Cached) -> bool) {
+        let mut len = 0;
+        self.by_topic.retain(|_, list| {
+            list.retain(|c| keep(c));
+            len += list.len();
+            !list.is_empty()
+        });
+        self.len = len;
     }
 }
 
@@ -215,6 +280,91 @@ mod tests {
         assert_eq!(cache.get(0, Action::Receive, &topic), None, "other action");
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(cache.get(0, Action::Publish, &topic), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn topic_entries_replace_invalidate_and_clear() {
+        let cache = TopicCache::default();
+        assert!(cache.is_empty());
+        let ttl = Duration::from_secs(60);
+        cache.put(0, Action::Publish, "a".into(), PluginVote::Allow, ttl);
+        cache.put(0, Action::Publish, "a".into(), PluginVote::Ignore, ttl);
+        cache.put(1, Action::Publish, "a".into(), PluginVote::Allow, ttl);
+        cache.put(
+            0,
+            Action::Receive,
+            "b".into(),
+            PluginVote::Deny("no".into()),
+            ttl,
+        );
+        assert_eq!(cache.len(), 3, "a second put for the same key replaces");
+        assert_eq!(cache.get(0, Action::Publish, "a"), Some(PluginVote::Ignore));
+        assert_eq!(
+            cache.peek(0, Action::Receive, "b", |v| matches!(
+                v,
+                PluginVote::Deny(_)
+            )),
+            Some(true)
+        );
+        cache.clear_plugin(0);
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.get(0, Action::Receive, "b"), None);
+        assert_eq!(cache.get(1, Action::Publish, "a"), Some(PluginVote::Allow));
+        cache.clear();
+        assert!(cache.is_empty());
+        assert_eq!(cache.get(1, Action::Publish, "a"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_topic_cache_sweeps_expired_entries_then_refuses() {
+        let cache = TopicCache::default();
+        for i in 0..TOPIC_CACHE_CAPACITY {
+            let ttl = Duration::from_secs(if i % 2 == 0 { 1 } else { 60 });
+            cache.put(
+                0,
+                Action::Publish,
+                format!("t/{i}").into(),
+                PluginVote::Allow,
+                ttl,
+            );
+        }
+        let ttl = Duration::from_secs(60);
+        cache.put(0, Action::Publish, "late".into(), PluginVote::Allow, ttl);
+        assert_eq!(
+            cache.get(0, Action::Publish, "late"),
+            None,
+            "full of live entries"
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        cache.put(0, Action::Publish, "late".into(), PluginVote::Allow, ttl);
+        assert_eq!(
+            cache.len(),
+            TOPIC_CACHE_CAPACITY / 2 + 1,
+            "expired half swept"
+        );
+        assert_eq!(
+            cache.get(0, Action::Publish, "late"),
+            Some(PluginVote::Allow)
+        );
+    }
+
+    #[test]
+    fn grants_live_without_entries_until_cleared() {
+        let cache = TopicCache::default();
+        assert_eq!(cache.granted(Action::Publish, "a"), None);
+        cache.set_grants(None);
+        assert!(cache.0.lock().is_none(), "nothing allocated for no grants");
+        let grants = pb::SessionGrants {
+            publish: vec!["a/#".into()],
+            ..Default::default()
+        };
+        let mut merged = Grants::default();
+        merged.merge(&grants);
+        cache.set_grants(Some(Arc::new(merged)));
+        assert_eq!(cache.granted(Action::Publish, "a/b"), Some(true));
+        assert!(cache.is_empty());
+        cache.clear();
+        assert_eq!(cache.granted(Action::Publish, "a/b"), None);
     }
 
     #[tokio::test(start_paused = true)]
