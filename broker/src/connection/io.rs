@@ -5,6 +5,7 @@ use std::future::poll_fn;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::task::{Context, Poll, ready};
 
 use bytes::BytesMut;
@@ -91,6 +92,20 @@ struct Tally {
     bytes: u32,
 }
 
+impl Tally {
+    /// Adds the counts to the global counters of their packet type and starts again from zero.
+    fn add_to(&mut self, packets: &[AtomicU64; 16], bytes: &[AtomicU64; 16]) {
+        let Tally {
+            kind,
+            packets: n,
+            bytes: size,
+        } = std::mem::take(self);
+        let index = usize::from(kind & 0x0f);
+        Stats::add(&packets[index], u64::from(n));
+        Stats::add(&bytes[index], u64::from(size));
+    }
+}
+
 /// The decoder for the protocol version the client's CONNECT asked for.
 #[derive(Debug)]
 enum Wire {
@@ -157,27 +172,15 @@ impl PacketStream {
     }
 
     fn flush_tally_in(&mut self) {
-        let Tally {
-            kind,
-            packets,
-            bytes,
-        } = std::mem::take(&mut self.tally_in);
-        let index = usize::from(kind & 0x0f);
         let global = &self.stats.by_type;
-        Stats::add(&global.packets_received[index], u64::from(packets));
-        Stats::add(&global.bytes_received[index], u64::from(bytes));
+        self.tally_in
+            .add_to(&global.packets_received, &global.bytes_received);
     }
 
     fn flush_tally_out(&mut self) {
-        let Tally {
-            kind,
-            packets,
-            bytes,
-        } = std::mem::take(&mut self.tally_out);
-        let index = usize::from(kind & 0x0f);
         let global = &self.stats.by_type;
-        Stats::add(&global.packets_sent[index], u64::from(packets));
-        Stats::add(&global.bytes_sent[index], u64::from(bytes));
+        self.tally_out
+            .add_to(&global.packets_sent, &global.bytes_sent);
     }
 
     /// Adds the per packet type counts not added yet to `Stats::by_type`.
