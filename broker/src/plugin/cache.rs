@@ -61,7 +61,7 @@ impl TopicCache {
     }
 
     /// `f` applied to the cached, unexpired vote of plugin `plugin` on (`action`, `topic`),
-    /// without copying the vote out (the hot path of cached verdicts).
+    /// without copying the vote out.
     pub fn peek<R>(
         &self,
         plugin: u16,
@@ -69,16 +69,32 @@ impl TopicCache {
         topic: &str,
         f: impl FnOnce(&PluginVote) -> R,
     ) -> Option<R> {
-        let inner = self.0.lock();
-        let cached = inner
-            .as_ref()?
-            .by_topic
-            .get(topic)?
-            .iter()
-            .find(|c| c.plugin == plugin && c.action == action)?;
-        (Instant::now() < cached.expires).then(|| f(&cached.vote))
+        self.view(topic, |view| view.vote(plugin, action).map(f))
     }
 
+    /// `f` applied to everything the cache knows about `topic` (grants and the votes of every
+    /// plugin), under one lock and one hash lookup: the hot path of cached verdicts, which
+    /// reads the grants and then the vote of each plugin of the chain.
+    pub fn view<R>(&self, topic: &str, f: impl FnOnce(&TopicView<'_>) -> R) -> R {
+        let inner = self.0.lock();
+        let view = match inner.as_deref() {
+            None => TopicView {
+                grants: None,
+                votes: &[],
+                now: None,
+            },
+            Some(entries) => TopicView {
+                grants: entries.grants.as_deref(),
+                votes: entries
+                    .by_topic
+                    .get(topic)
+                    .map_or(&[], |list| list.as_slice()),
+                // One clock read per lookup, and none when nothing is cached for the topic.
+                now: None,
+            },
+        };
+        f(&view.with_clock())
+    }
     /// Caches `vote` for `ttl`.
     pub fn put(
         &self,
@@ -158,6 +174,39 @@ impl TopicCache {
     /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// What a [`TopicCache`] holds about one topic, seen under its lock (see
+/// [`TopicCache::view`]).
+#[derive(Debug)]
+pub struct TopicView<'a> {
+    grants: Option<&'a Grants>,
+    votes: &'a [Cached],
+    /// Now, read once if any vote is cached for the topic.
+    now: Option<Instant>,
+}
+
+impl TopicView<'_> {
+    /// Reads the clock once, if there is a vote whose expiry it decides.
+    fn with_clock(self) -> Self {
+        let now = (!self.votes.is_empty()).then(Instant::now);
+        Self { now, ..self }
+    }
+
+    /// What the grants of the current connection say about `action` on `topic`, if anything
+    /// (`topic` is the one the view was made for).
+    pub fn granted(&self, action: Action, topic: &str) -> Option<bool> {
+        self.grants?.decide(action, topic)
+    }
+
+    /// The cached, unexpired vote of plugin `plugin` on `action`.
+    pub fn vote(&self, plugin: u16, action: Action) -> Option<&PluginVote> {
+        let cached = self
+            .votes
+            .iter()
+            .find(|c| c.plugin == plugin && c.action == action)?;
+        (self.now? < cached.expires).then_some(&cached.vote)
     }
 }
 

@@ -296,29 +296,28 @@ impl PluginManager {
         if !self.topic_check {
             return Some(true);
         }
-        if let Some(granted) = cache.granted(action, topic) {
-            return Some(granted);
-        }
-        // `combine_topic` folded as the votes are read, without copying them out of the cache.
-        let (mut present, mut allowed) = (false, false);
-        for plugin in &self.topic_chain {
-            let vote = cache.peek(plugin.index(), action, topic, |vote| match vote {
-                PluginVote::Deny(_) => None,
-                PluginVote::Allow => Some((true, true)),
-                PluginVote::Ignore => Some((true, false)),
-                PluginVote::Absent => Some((false, false)),
-            })?;
-            let Some((is_present, is_allow)) = vote else {
+        cache.view(topic, |view| {
+            if let Some(granted) = view.granted(action, topic) {
+                return Some(granted);
+            }
+            // `combine_topic` folded as the votes are read, without copying them out.
+            let (mut present, mut allowed) = (false, false);
+            for plugin in &self.topic_chain {
+                match view.vote(plugin.index(), action)? {
+                    PluginVote::Deny(_) => {
+                        bump(&plugin.stats().cache_hits);
+                        return Some(false);
+                    }
+                    PluginVote::Allow => (present, allowed) = (true, true),
+                    PluginVote::Ignore => present = true,
+                    PluginVote::Absent => {}
+                }
+            }
+            for plugin in &self.topic_chain {
                 bump(&plugin.stats().cache_hits);
-                return Some(false);
-            };
-            present |= is_present;
-            allowed |= is_allow;
-        }
-        for plugin in &self.topic_chain {
-            bump(&plugin.stats().cache_hits);
-        }
-        Some(allowed || !present)
+            }
+            Some(allowed || !present)
+        })
     }
 
     /// Runs the topic-check chain for `query`, using and filling `cache` (the acting session's).
