@@ -4,12 +4,12 @@
 
 use std::time::SystemTime;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use midge_proto::plugin::v1 as pb;
 use pb::event::Body;
 use prost::Message as _;
-use prost::encoding::{WireType, encoded_len_varint, key_len};
 
+use super::wire::{SliceWriter, delimited_len, text_len, varint_len};
 use crate::codec::ProtocolVersion;
 use crate::dispatch::Origin;
 use crate::message::Message;
@@ -162,129 +162,98 @@ fn message_body_field(kind: pb::EventKind) -> Option<u32> {
     }
 }
 
-/// Encoded length of a length-delimited field `tag` whose content is `len` bytes.
-fn delimited_len(tag: u32, len: usize) -> usize {
-    key_len(tag) + encoded_len_varint(len as u64) + len
-}
-
-/// Encoded length of a proto3 `string`/`bytes` field: nothing when empty (the default).
-fn text_len(tag: u32, value: &[u8]) -> usize {
-    if value.is_empty() {
-        0
-    } else {
-        delimited_len(tag, value.len())
-    }
-}
-
-/// Encoded length of a proto3 varint field: nothing when 0 (the default).
-fn varint_len(tag: u32, value: u64) -> usize {
-    if value == 0 {
-        0
-    } else {
-        key_len(tag) + encoded_len_varint(value)
-    }
-}
-
-/// Appends `value` as a varint. The caller reserved the space: this is prost's
-/// `encode_varint` without the per-byte capacity checks of the generic `BufMut` version.
-fn put_raw_varint(mut value: u64, buf: &mut Vec<u8>) {
-    while value >= 0x80 {
-        buf.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    buf.push(value as u8);
-}
-
-/// Writes a field key.
-fn put_key(tag: u32, wire_type: WireType, buf: &mut Vec<u8>) {
-    put_raw_varint(u64::from(tag << 3 | wire_type as u32), buf);
-}
-
-/// Writes the key and length of a length-delimited field.
-fn put_delimited_head(tag: u32, len: usize, buf: &mut Vec<u8>) {
-    put_key(tag, WireType::LengthDelimited, buf);
-    put_raw_varint(len as u64, buf);
-}
-
-/// Writes a proto3 `string`/`bytes` field, unless empty.
-fn put_text(tag: u32, value: &[u8], buf: &mut Vec<u8>) {
-    if !value.is_empty() {
-        put_delimited_head(tag, value.len(), buf);
-        buf.extend_from_slice(value);
-    }
-}
-
-/// Writes a proto3 varint field, unless 0.
-fn put_varint(tag: u32, value: u64, buf: &mut Vec<u8>) {
-    if value != 0 {
-        put_key(tag, WireType::Varint, buf);
-        put_raw_varint(value, buf);
-    }
-}
-
-/// The encoded `Event` (without `sequence`, which the pipeline adds) of a message event of
-/// `kind` at `time`: the same bytes as prost's encoding of
-/// `event(message_body(kind, message_event(..)))`, written in one allocation straight from
-/// the message. `None` when `kind` is not a message kind.
-pub fn encode_message_event(
-    kind: pb::EventKind,
+/// A message event about to be encoded straight from the message, once per plugin that wants
+/// it, into that plugin's pipeline (see [`encode`](Self::encode)): no protobuf value is built.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageEvent<'a> {
+    /// Field number of the `Event.body` variant.
+    body_field: u32,
     time: SystemTime,
-    origin: Origin<'_>,
-    msg: &Message,
-    payload: bool,
-) -> Option<Bytes> {
-    let body_field = message_body_field(kind)?;
-    // Before 1970 (a clock set wrong): written as the epoch.
-    let since_epoch = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let props = properties(msg);
-    let topic = msg.topic.as_bytes();
-    let data: &[u8] = if payload { &msg.payload } else { &[] };
-    let payload_size = u64::from(u32::try_from(msg.payload.len()).unwrap_or(u32::MAX));
-    let qos = msg.qos as u64;
-    // pb::Message
-    let message_len = text_len(1, topic)
-        + text_len(2, data)
-        + varint_len(3, payload_size)
-        + varint_len(4, qos)
-        + varint_len(5, u64::from(msg.retain))
-        + props
-            .as_ref()
-            .map_or(0, |p| delimited_len(6, p.encoded_len()));
-    // pb::MessageEvent: `username` is `optional` (written when present, even empty), `message`
-    // is always present.
-    let event_len = text_len(1, origin.client_id.as_bytes())
-        + origin.username.map_or(0, |u| delimited_len(2, u.len()))
-        + delimited_len(3, message_len);
-    // pb::Event: `time` (int64 seconds, int32 nanos; both non-negative here) and the body.
-    let seconds = since_epoch.as_secs();
-    let nanos = u64::from(since_epoch.subsec_nanos());
-    let time_len = varint_len(1, seconds) + varint_len(2, nanos);
-    let total = delimited_len(2, time_len) + delimited_len(body_field, event_len);
+    origin: Origin<'a>,
+    message: &'a Message,
+}
 
-    let mut buf = Vec::with_capacity(total);
-    put_delimited_head(2, time_len, &mut buf);
-    put_varint(1, seconds, &mut buf);
-    put_varint(2, nanos, &mut buf);
-    put_delimited_head(body_field, event_len, &mut buf);
-    put_text(1, origin.client_id.as_bytes(), &mut buf);
-    if let Some(username) = origin.username {
-        put_delimited_head(2, username.len(), &mut buf);
-        buf.extend_from_slice(username.as_bytes());
+impl<'a> MessageEvent<'a> {
+    /// The event of `kind` about `message` at `time`; `None` when `kind` is not a message kind.
+    pub fn new(
+        kind: pb::EventKind,
+        time: SystemTime,
+        origin: Origin<'a>,
+        message: &'a Message,
+    ) -> Option<Self> {
+        Some(Self {
+            body_field: message_body_field(kind)?,
+            time,
+            origin,
+            message,
+        })
     }
-    put_delimited_head(3, message_len, &mut buf);
-    put_text(1, topic, &mut buf);
-    put_text(2, data, &mut buf);
-    put_varint(3, payload_size, &mut buf);
-    put_varint(4, qos, &mut buf);
-    put_varint(5, u64::from(msg.retain), &mut buf);
-    if let Some(p) = &props {
-        put_delimited_head(6, p.encoded_len(), &mut buf);
-        p.encode_raw(&mut buf);
+
+    /// Appends the encoded `Event` (without `sequence`, which the pipeline adds) to `out`: the
+    /// same bytes as prost's encoding of `event(message_body(kind, message_event(..)))`, with
+    /// the payload or without it.
+    pub fn encode(&self, payload: bool, out: &mut BytesMut) {
+        let msg = self.message;
+        let origin = self.origin;
+        // Before 1970 (a clock set wrong): written as the epoch.
+        let since_epoch = self
+            .time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        // Most messages (every MQTT 3.1.1 one) have no properties: nothing to build or drop.
+        let props = if msg.properties.is_none() && msg.expires_at.is_none() {
+            None
+        } else {
+            properties(msg)
+        };
+        let props_len = props.as_ref().map(prost::Message::encoded_len);
+        let topic = msg.topic.as_bytes();
+        let data: &[u8] = if payload { &msg.payload } else { &[] };
+        let payload_size = u64::from(u32::try_from(msg.payload.len()).unwrap_or(u32::MAX));
+        let qos = msg.qos as u64;
+        // pb::Message
+        let message_len = text_len(1, topic)
+            + text_len(2, data)
+            + varint_len(3, payload_size)
+            + varint_len(4, qos)
+            + varint_len(5, u64::from(msg.retain))
+            + props_len.map_or(0, |len| delimited_len(6, len));
+        // pb::MessageEvent: `username` is `optional` (written when present, even empty),
+        // `message` is always present.
+        let event_len = text_len(1, origin.client_id.as_bytes())
+            + origin.username.map_or(0, |u| delimited_len(2, u.len()))
+            + delimited_len(3, message_len);
+        // pb::Event: `time` (int64 seconds, int32 nanos; both non-negative here) and the body.
+        let seconds = since_epoch.as_secs();
+        let nanos = u64::from(since_epoch.subsec_nanos());
+        let time_len = varint_len(1, seconds) + varint_len(2, nanos);
+        let total = delimited_len(2, time_len) + delimited_len(self.body_field, event_len);
+
+        let start = out.len();
+        out.resize(start + total, 0);
+        let mut w = SliceWriter::new(&mut out[start..]);
+        w.delimited_head(2, time_len);
+        w.varint(1, seconds);
+        w.varint(2, nanos);
+        w.delimited_head(self.body_field, event_len);
+        w.text(1, origin.client_id.as_bytes());
+        if let Some(username) = origin.username {
+            w.delimited_head(2, username.len());
+            w.bytes(username.as_bytes());
+        }
+        w.delimited_head(3, message_len);
+        w.text(1, topic);
+        w.text(2, data);
+        w.varint(3, payload_size);
+        w.varint(4, qos);
+        w.varint(5, u64::from(msg.retain));
+        if let (Some(p), Some(len)) = (&props, props_len) {
+            w.delimited_head(6, len);
+            p.encode_raw(&mut w.rest());
+            w.skip(len);
+        }
+        debug_assert_eq!(w.written(), total);
     }
-    debug_assert_eq!(buf.len(), total);
-    Some(Bytes::from(buf))
 }
 
 #[cfg(test)]
@@ -292,6 +261,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use bytes::Bytes;
     use bytestring::ByteString;
 
     use super::*;
@@ -379,8 +349,11 @@ mod tests {
                 for kind in kinds {
                     for time in times {
                         for payload in [true, false] {
-                            let direct = encode_message_event(kind, time, origin, msg, payload)
-                                .expect("a message kind");
+                            let mut direct = BytesMut::from(&b"earlier"[..]);
+                            MessageEvent::new(kind, time, origin, msg)
+                                .expect("a message kind")
+                                .encode(payload, &mut direct);
+                            let direct = direct.split_off(7);
                             assert_eq!(
                                 &direct[..],
                                 &reference(kind, time, origin, msg, payload)[..],
@@ -399,12 +372,11 @@ mod tests {
     #[test]
     fn only_message_kinds_are_encoded() {
         let msg = &messages()[0];
-        let none = encode_message_event(
+        let none = MessageEvent::new(
             pb::EventKind::ClientConnected,
             SystemTime::now(),
             Origin::default(),
             msg,
-            true,
         );
         assert!(none.is_none());
     }

@@ -20,6 +20,7 @@ pub mod events;
 pub mod grants;
 mod tls;
 pub mod watch;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -447,39 +448,24 @@ impl PluginManager {
     /// with or without the payload as each asked, and hands it (with the payload) to the
     /// watchers if any. Never waits.
     ///
-    /// The hot path of every PUBLISH: the event is encoded straight from the message, once per
-    /// payload choice, and the encoded bytes are shared by the plugins that want the same.
+    /// The hot path of every PUBLISH: the event is encoded straight from the message into each
+    /// wanting plugin's pipeline, without building a protobuf value or allocating.
     pub fn emit_message(&self, kind: pb::EventKind, origin: Origin<'_>, message: &Message) {
         // Most brokers have no plugin that wants message events: one atomic load each.
         if !self.wants(kind) {
             return;
         }
         let mut time = None;
-        // Encoded without and with the payload, each made when first wanted.
-        let mut encoded: [Option<bytes::Bytes>; 2] = [None, None];
-        // Per payload choice, the last pipeline seen wanting it: it gets a clone when another
-        // one comes, and the last of all gets the encoded bytes moved (a `Bytes` clone
-        // allocates a shared header, so the usual single plugin costs one allocation).
-        let mut pending: [Option<&EventPipeline>; 2] = [None, None];
         for plugin in &self.plugins {
             let pipeline = plugin.pipeline();
             if !pipeline.wants_message(kind, &message.topic) {
                 continue;
             }
-            let payload = usize::from(pipeline.wants_payload());
-            if encoded[payload].is_none() {
-                let now = *time.get_or_insert_with(std::time::SystemTime::now);
-                encoded[payload] =
-                    emit::encode_message_event(kind, now, origin, message, payload == 1);
-            }
-            if let (Some(earlier), Some(event)) = (pending[payload], &encoded[payload]) {
-                earlier.push_encoded(event.clone());
-            }
-            pending[payload] = Some(pipeline);
-        }
-        for (pipeline, event) in pending.into_iter().zip(encoded) {
-            if let (Some(pipeline), Some(event)) = (pipeline, event) {
-                pipeline.push_encoded(event);
+            let now = *time.get_or_insert_with(std::time::SystemTime::now);
+            // Encoded into each pipeline's own arena (see `events::buffer`): sharing one
+            // encoding between plugins would let a slow plugin hold a fast one's blocks.
+            if let Some(event) = emit::MessageEvent::new(kind, now, origin, message) {
+                pipeline.push_message(&event);
             }
         }
         if self.watch.is_watched() {

@@ -6,18 +6,31 @@
 //! sequence number (a proto3 zero is not written); a batch is the concatenation of the events'
 //! bytes, each prefixed with its `sequence` field. So sending, and re-sending after a
 //! reconnect, copies bytes and never re-encodes or clones an event's strings.
+//!
+//! Events are encoded into an **arena**: one block of [`ARENA_BLOCK`] bytes that events are
+//! appended to and split off (a `Bytes` sharing the block), so an event costs no allocation of
+//! its own and releasing it is a reference-count decrement. A block is freed when its last
+//! event is released; events leave in the order they came (acks and overflow both take the
+//! oldest), so a pipeline holds its live events' bytes plus at most about one block of
+//! released ones, except behind an awaited event (start, shutdown) that overflow cannot drop.
 
 use std::collections::VecDeque;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
+use bytes::{Bytes, BytesMut};
+use prost::encoding::{WireType, encoded_len_varint};
 
 use super::{Overflow, PipelineSettings, PipelineStats};
+use crate::plugin::wire::SliceWriter;
 
 /// Field number of `Event.sequence`.
 const SEQUENCE_FIELD: u32 = 1;
 /// Field number of `EventBatch.events`.
 const EVENTS_FIELD: u32 = 2;
+/// Size of a fresh arena block (see the module docs); an event larger than what is left of
+/// the block gets a block of its own size.
+const ARENA_BLOCK: usize = 64 * 1024;
+/// Longest `EventBatch.events` head: key, length and `sequence` field (two keys, two varints).
+const EVENT_HEAD_MAX: usize = 2 + 2 * 10;
 
 /// One event on its way: queued (`seq == 0`) or in the un-acked window.
 #[derive(Debug)]
@@ -39,13 +52,15 @@ impl Entry {
     /// `sequence` field, then the event's own fields.
     fn write_to(&self, out: &mut BytesMut) {
         let seq_len = 1 + encoded_len_varint(self.seq);
-        let len = seq_len + self.event.len();
-        out.reserve(1 + encoded_len_varint(len as u64) + len);
-        encode_key(EVENTS_FIELD, WireType::LengthDelimited, out);
-        encode_varint(len as u64, out);
-        encode_key(SEQUENCE_FIELD, WireType::Varint, out);
-        encode_varint(self.seq, out);
-        out.put_slice(&self.event);
+        let mut head = [0u8; EVENT_HEAD_MAX];
+        let mut w = SliceWriter::new(&mut head);
+        w.delimited_head(EVENTS_FIELD, seq_len + self.event.len());
+        w.key(SEQUENCE_FIELD, WireType::Varint);
+        w.raw_varint(self.seq);
+        let head_len = w.written();
+        out.reserve(head_len + self.event.len());
+        out.extend_from_slice(&head[..head_len]);
+        out.extend_from_slice(&self.event);
     }
 }
 
@@ -85,6 +100,11 @@ pub(super) struct Buffer {
     sent_upto: u64,
     /// Highest sequence ever sent, on any connection: sending at or below it is a replay.
     max_sent: u64,
+    /// The stream task found nothing to send and waits for a push to wake it (set and taken
+    /// under the pipeline's lock, so a wake-up is never missed).
+    pub(super) stream_idle: bool,
+    /// What is left of the current arena block; events are encoded at its start and split off.
+    arena: BytesMut,
     /// `(sent, replayed, max_sent)` as they were when the current connection began, while its
     /// stream has not opened: if it never does, they are restored (see `failed`).
     unopened: Option<(u64, u64, u64)>,
@@ -107,17 +127,20 @@ impl Buffer {
             acked_seq: 0,
             sent_upto: 0,
             max_sent: 0,
+            stream_idle: false,
+            arena: BytesMut::new(),
             unopened: None,
             stats: PipelineStats::default(),
         }
     }
 
-    /// Queues `event`. A full queue applies the overflow policy: `DropNewest` refuses the new
-    /// event, `DropOldest` removes the oldest queued event that nobody awaits (or refuses the new
-    /// one when every queued event is awaited). An `awaited` event is always queued, even over
-    /// the bound: the broker awaits at most a handful of them per run (start and shutdown), and
+    /// Queues the event that `encode` appends to the buffer it is given. A full queue applies
+    /// the overflow policy first: `DropNewest` refuses the new event (`encode` is not called),
+    /// `DropOldest` removes the oldest queued event that nobody awaits (or refuses the new one
+    /// when every queued event is awaited). An `awaited` event is always queued, even over the
+    /// bound: the broker awaits at most a handful of them per run (start and shutdown), and
     /// losing one would make the broker wait out its deadline for nothing.
-    pub(super) fn push(&mut self, event: Bytes, awaited: bool) -> Pushed {
+    pub(super) fn push(&mut self, awaited: bool, encode: impl FnOnce(&mut BytesMut)) -> Pushed {
         let mut dropped = false;
         if !awaited && self.queue.len() >= self.queue_size {
             dropped = true;
@@ -138,6 +161,7 @@ impl Buffer {
                 }
             }
         }
+        let event = self.encode_in_arena(encode);
         self.last_ticket += 1;
         self.queue.push_back(Entry {
             ticket: self.last_ticket,
@@ -152,6 +176,18 @@ impl Buffer {
         }
     }
 
+    /// Runs `encode` at the end of the arena and splits what it wrote off as the event's bytes.
+    fn encode_in_arena(&mut self, encode: impl FnOnce(&mut BytesMut)) -> Bytes {
+        // A block is never grown in place (other events share it): an event that does not fit
+        // in what is left starts a new block, or gets one of its own size if it is larger.
+        // Small events fit in what is left almost always; when one does not, `reserve` below
+        // allocates, and that event starts the next block.
+        if self.arena.capacity() < ARENA_BLOCK / 16 {
+            self.arena = BytesMut::with_capacity(ARENA_BLOCK);
+        }
+        encode(&mut self.arena);
+        self.arena.split().freeze()
+    }
     /// The ticket of the newest event queued so far (0 if none ever was).
     pub(super) fn last_ticket(&self) -> u64 {
         self.last_ticket
@@ -287,6 +323,11 @@ mod tests {
         .into()
     }
 
+    /// Queues an encoded event.
+    fn push(b: &mut Buffer, event: Bytes, awaited: bool) -> Pushed {
+        b.push(awaited, |out| out.extend_from_slice(&event))
+    }
+
     /// The next batch as (sequence, mark) pairs, decoded as a plugin would.
     fn next(b: &mut Buffer) -> Vec<(u64, i32)> {
         let mut out = BytesMut::new();
@@ -304,7 +345,7 @@ mod tests {
     fn batches_are_bounded_and_sequenced_without_gaps() {
         let mut b = Buffer::new(&settings(10, Overflow::DropOldest));
         for i in 0..6 {
-            b.push(ev(i), false);
+            push(&mut b, ev(i), false);
         }
         assert_eq!(next(&mut b), [(1, 0), (2, 1), (3, 2)]);
         // Window bound 4: one more, then nothing until an ack.
@@ -321,14 +362,14 @@ mod tests {
     fn acks_are_cumulative_monotonic_and_clamped() {
         let mut b = Buffer::new(&settings(10, Overflow::DropOldest));
         for i in 0..3 {
-            b.push(ev(i), false);
+            push(&mut b, ev(i), false);
         }
         next(&mut b);
         assert_eq!(b.ack(0), 0);
         assert_eq!(b.ack(2), 2);
         assert_eq!(b.ack(1), 0, "a lower ack is ignored");
         assert_eq!(b.ack(99), 1, "clamped to what was sent");
-        b.push(ev(3), false);
+        push(&mut b, ev(3), false);
         assert_eq!(next(&mut b), [(4, 3)]);
         assert_eq!(b.snapshot().acked, 3);
     }
@@ -337,7 +378,7 @@ mod tests {
     fn reconnect_replays_unacked_with_the_same_sequences() {
         let mut b = Buffer::new(&settings(10, Overflow::DropOldest));
         for i in 0..4 {
-            b.push(ev(i), false);
+            push(&mut b, ev(i), false);
         }
         next(&mut b);
         b.ack(1);
@@ -357,9 +398,9 @@ mod tests {
     #[test]
     fn drop_oldest_keeps_the_newest_and_spares_awaited_events() {
         let mut b = Buffer::new(&settings(2, Overflow::DropOldest));
-        b.push(ev(0), true);
-        b.push(ev(1), false);
-        let p = b.push(ev(2), false);
+        push(&mut b, ev(0), true);
+        push(&mut b, ev(1), false);
+        let p = push(&mut b, ev(2), false);
         assert!(p.dropped && p.ticket.is_some());
         assert_eq!(next(&mut b), [(1, 0), (2, 2)]);
         assert_eq!(b.snapshot().dropped, 1);
@@ -369,8 +410,8 @@ mod tests {
     #[test]
     fn drop_newest_refuses_but_awaited_events_always_enter() {
         let mut b = Buffer::new(&settings(1, Overflow::DropNewest));
-        b.push(ev(0), false);
-        let p = b.push(ev(1), false);
+        push(&mut b, ev(0), false);
+        let p = push(&mut b, ev(1), false);
         assert_eq!(
             p,
             Pushed {
@@ -378,7 +419,7 @@ mod tests {
                 dropped: true
             }
         );
-        assert!(!b.push(ev(2), true).dropped);
+        assert!(!push(&mut b, ev(2), true).dropped);
         assert_eq!(b.snapshot().queue_depth, 2);
         assert_eq!(next(&mut b), [(1, 0), (2, 2)]);
     }
@@ -387,8 +428,8 @@ mod tests {
     fn settled_means_acked_or_dropped() {
         let mut b = Buffer::new(&settings(1, Overflow::DropOldest));
         assert!(b.settled(b.last_ticket()));
-        b.push(ev(0), false);
-        b.push(ev(1), false); // drops ev(0)
+        push(&mut b, ev(0), false);
+        push(&mut b, ev(1), false); // drops ev(0)
         let t = b.last_ticket();
         assert!(!b.settled(t));
         assert!(b.settled(1), "the dropped event is settled");

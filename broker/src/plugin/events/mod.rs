@@ -30,11 +30,16 @@
 //!   dropped: they enter the queue even when it is full, and `drop-oldest` skips them. They
 //!   are a handful per broker run, so the queue's bound grows by at most that.
 //! - **Memory** per plugin is bounded by `queue_size + max_unacked` events (plus the awaited
-//!   ones), each held encoded (one buffer per event); the outbound channel of one connection
-//!   holds a few batches of the window.
-//! - **Encoding** happens once per event, in [`EventPipeline::push`] on the emitting task; the
-//!   stream task only concatenates encoded events (with their sequence numbers) into batches,
-//!   which go out through a pass-through gRPC codec (`stream::BatchCodec`).
+//!   ones), each held encoded in the pipeline's arena (`buffer`: no allocation per event, at
+//!   most about one arena block of released bytes besides); the outbound channel of one
+//!   connection holds a few batches of the window.
+//! - **Encoding** happens once per event and plugin, on the emitting task
+//!   ([`EventPipeline::push`], [`EventPipeline::push_message`]); the stream task only
+//!   concatenates encoded events (with their sequence numbers) into batches, which go out
+//!   through a pass-through gRPC codec (`stream::BatchCodec`).
+//! - **Wake-ups**: a push wakes the stream task only when it waits for events (it says so in
+//!   the buffer, under the lock it checks for work under), so a busy stream costs the hot path
+//!   no wake-up per event.
 //! - **The channel** given to [`EventPipeline::run`] must not carry a per-request timeout
 //!   (`Endpoint::timeout`): it would end the long-lived stream. HTTP/2 keep-alive on it is
 //!   what detects a plugin host that vanished without closing the connection.
@@ -51,7 +56,7 @@ use std::{
     time::{Instant as StdInstant, SystemTime},
 };
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use futures_util::future::BoxFuture;
 use midge_proto::plugin::v1 as pb;
 use parking_lot::Mutex;
@@ -59,6 +64,7 @@ use prost::Message as _;
 use tokio::{sync::Notify, time::Instant};
 
 use self::{buffer::Buffer, interest::Interest};
+use super::emit::MessageEvent;
 
 /// How often, at most, a pipeline logs that it drops events (each drop is counted regardless).
 const DROP_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -226,10 +232,12 @@ impl EventPipeline {
         self.enqueue(event, false);
     }
 
-    /// Queues an event already encoded (an `Event` without `sequence`, time set), e.g. by
-    /// [`crate::plugin::emit::encode_message_event`]; otherwise as [`push`](Self::push).
-    pub fn push_encoded(&self, event: Bytes) {
-        self.enqueue_encoded(event, false);
+    /// Queues a message event (hot path), encoded straight into the pipeline with the payload
+    /// or without it, as the plugin asked; otherwise as [`push`](Self::push). Checking interest
+    /// ([`wants_message`](Self::wants_message)) is the caller's job.
+    pub fn push_message(&self, event: &MessageEvent<'_>) {
+        let payload = self.wants_payload();
+        self.enqueue_with(false, |out| event.encode(payload, out));
     }
 
     /// Queues `event` and waits until the plugin acked it, or `deadline` passes; returns
@@ -265,26 +273,31 @@ impl EventPipeline {
     }
 
     /// Stamps, encodes and queues `event`; returns its ticket, or `None` if it was dropped.
-    /// Encoding happens here, outside the lock and once per event (see `buffer`).
     fn enqueue(&self, mut event: pb::Event, awaited: bool) -> Option<u64> {
         if event.time.is_none() {
             event.time = Some(SystemTime::now().into());
         }
         event.sequence = 0;
-        self.enqueue_encoded(Bytes::from(event.encode_to_vec()), awaited)
+        self.enqueue_with(awaited, |out| {
+            out.reserve(event.encoded_len());
+            event.encode_raw(out);
+        })
     }
 
-    /// Queues an encoded event; returns its ticket, or `None` if it was dropped.
-    fn enqueue_encoded(&self, event: Bytes, awaited: bool) -> Option<u64> {
-        let (pushed, dropped_total) = {
+    /// Queues the event `encode` writes (encoded once, under the lock, into the buffer's
+    /// arena); returns its ticket, or `None` if it was dropped. Wakes the stream task only if
+    /// it waits for events: a busy one finds them when it builds its next batch.
+    fn enqueue_with(&self, awaited: bool, encode: impl FnOnce(&mut BytesMut)) -> Option<u64> {
+        let (pushed, dropped_total, wake) = {
             let mut buffer = self.buffer.lock();
-            let pushed = buffer.push(event, awaited);
-            (pushed, buffer.stats.dropped)
+            let pushed = buffer.push(awaited, encode);
+            let wake = pushed.ticket.is_some() && std::mem::take(&mut buffer.stream_idle);
+            (pushed, buffer.stats.dropped, wake)
         };
         if pushed.dropped {
             self.on_drop(dropped_total);
         }
-        if pushed.ticket.is_some() {
+        if wake {
             self.queued.notify_one();
         }
         pushed.ticket

@@ -245,7 +245,13 @@ impl EventPipeline {
         let mut batch_size = 0;
         let mut replies = None;
         loop {
-            let has_work = self.buffer.lock().has_work();
+            let has_work = {
+                let mut buffer = self.buffer.lock();
+                let has_work = buffer.has_work();
+                // Pushes wake the task only while this is set (see `enqueue_with`).
+                buffer.stream_idle = !has_work;
+                has_work
+            };
             tokio::select! {
                 biased;
                 opened = &mut call, if replies.is_none() => {
