@@ -1,6 +1,6 @@
 //! Building the protobuf events plugins receive from the broker's own facts: as `pb` values,
 //! and, for the message events of the hot path, encoded straight from the [`Message`]
-//! ([`encode_message_event`]) so that no `pb` value is built, copied and freed per message.
+//! ([`MessageEvent::encode`]) so that no `pb` value is built, copied and freed per message.
 
 use std::time::SystemTime;
 
