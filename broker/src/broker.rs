@@ -207,8 +207,11 @@ async fn serve(
         pb::event::Body::PreShutdown(emit::lifecycle()),
     )
     .await;
-    // Listeners and background tasks watch `shutdown`; connections watch the context's token.
+    // Listeners and background tasks watch `shutdown`; connections are kicked. Cancelled
+    // first: a connection that attaches after `kick_all` finds the token cancelled and kicks
+    // itself (both steps take the registry lock, so one of them sees the other).
     ctx.shutdown.cancel();
+    ctx.sessions.kick_all();
     tasks.close();
     if tokio::time::timeout(SHUTDOWN_DEADLINE, tasks.wait())
         .await

@@ -222,7 +222,7 @@ impl BrokerAdmin for AdminService {
                 info!(%client_id, reason = %request.reason, discard = request.discard_session,
                     "admin API disconnects a client");
                 if request.discard_session {
-                    let _ = tokio::time::timeout(RELEASE_WAIT, owner.done.cancelled()).await;
+                    let _ = tokio::time::timeout(RELEASE_WAIT, owner.released()).await;
                 }
             }
             None if request.discard_session => {}

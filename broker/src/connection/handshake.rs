@@ -6,7 +6,6 @@ use std::sync::Arc;
 use bytestring::ByteString;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::io::{IoError, PacketStream};
@@ -194,15 +193,16 @@ pub(crate) async fn handshake(
         connack.server_keep_alive = Some(keep_alive);
     }
 
-    let owner = Owner {
-        connection_id,
-        kick: ctx.shutdown.child_token(),
-        done: CancellationToken::new(),
-    };
+    let owner = Owner::new(connection_id);
     let attached = ctx.sessions.attach(&client_id, terms, owner.clone());
+    // A broker shutdown kicks the owners it finds in the registry after cancelling the token;
+    // one that attached too late for that sees the token cancelled here.
+    if ctx.shutdown.is_cancelled() {
+        owner.kick();
+    }
     if let Some(previous) = attached.previous_owner {
         info!("session taken over from an existing connection");
-        if tokio::time::timeout(TAKEOVER_WAIT, previous.done.cancelled())
+        if tokio::time::timeout(TAKEOVER_WAIT, previous.released())
             .await
             .is_err()
         {

@@ -254,7 +254,7 @@ async fn close(live: &mut Live, exit: Exit) {
     if ctx.sessions.detach(&session, connection_id) == Some(true) {
         ctx.router.remove_session(&session);
     }
-    live.owner.done.cancel();
+    live.owner.release();
 }
 
 /// The connected phase.
@@ -274,7 +274,7 @@ async fn run(live: &mut Live) -> Exit {
         // interrupt the write, and a write that makes no headway for WRITE_STALL ends it.
         tokio::select! {
             biased;
-            _ = live.owner.kick.cancelled() => return kicked(&live.conn),
+            _ = live.owner.kicked() => return kicked(&live.conn),
             written = live.stream.flush() => {
                 if let Err(error) = written {
                     debug!(%error, "write failed");
@@ -291,7 +291,7 @@ async fn run(live: &mut Live) -> Exit {
         // state is kept while packets are handled (a smaller connection future).
         let woke = tokio::select! {
             biased;
-            _ = live.owner.kick.cancelled() => Woke::Kicked,
+            _ = live.owner.kicked() => Woke::Kicked,
             _ = &mut deadline => Woke::KeepAlive,
             read = live.stream.fill() => Woke::Read(read_outcome(live.conn.ctx(), read)),
             _ = live.conn.session().woken() => Woke::Deliveries,
@@ -395,16 +395,12 @@ fn source(conn: &inbound::Connection, connection_id: u64) -> packet_events::Pack
     }
 }
 
-/// The exit for a cancelled kick token: a broker shutdown, a takeover (which hands the session
+/// The exit for a kicked owner: a broker shutdown, a takeover (which hands the session
 /// to the new connection before kicking), or a kick (which leaves the session with us).
 fn kicked(conn: &inbound::Connection) -> Exit {
     if conn.ctx().shutdown.is_cancelled() {
         Exit::Shutdown
-    } else if conn
-        .session()
-        .owner()
-        .is_some_and(|o| o.kick.is_cancelled())
-    {
+    } else if conn.session().owner().is_some_and(|o| o.is_kicked()) {
         Exit::Kicked
     } else {
         Exit::TakenOver

@@ -371,7 +371,6 @@ mod tests {
     use std::collections::HashMap;
 
     use bytes::{Bytes, BytesMut};
-    use tokio_util::sync::CancellationToken;
 
     use super::*;
     use crate::config::QueueFullPolicy;
@@ -407,11 +406,7 @@ mod tests {
                 ends_with_connection: false,
                 expiry: None,
             };
-            let owner = Owner {
-                connection_id: self.next_connection,
-                kick: CancellationToken::new(),
-                done: CancellationToken::new(),
-            };
+            let owner = Owner::new(self.next_connection);
             self.sessions
                 .attach(&ByteString::from(client_id), terms, owner)
                 .session

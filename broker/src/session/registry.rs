@@ -103,7 +103,7 @@ impl SessionRegistry {
             .as_ref()
             .and_then(|s| s.with_state(|st| st.owner.take()));
         if let Some(previous) = &previous_owner {
-            previous.kick.cancel();
+            previous.kick();
         }
         let (session, session_present, discarded) = match existing {
             Some(session) if !clean => {
@@ -251,5 +251,13 @@ impl SessionRegistry {
             .iter()
             .filter_map(|s| s.0.with_state(|st| st.owner.clone()))
             .collect()
+    }
+
+    /// Kicks the connection of every online session (a broker shutdown). A connection that
+    /// attaches after this call must check the shutdown token itself (the handshake does).
+    pub fn kick_all(&self) {
+        for owner in self.owners() {
+            owner.kick();
+        }
     }
 }
