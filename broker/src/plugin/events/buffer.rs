@@ -49,7 +49,8 @@ struct Entry {
 
 impl Entry {
     /// Appends this event to `out` as one `EventBatch.events` field: key, length, the
-    /// `sequence` field, then the event's own fields.
+    /// `sequence` field, then the event's own fields (at most [`EVENT_HEAD_MAX`] bytes more
+    /// than the event).
     fn write_to(&self, out: &mut BytesMut) {
         let seq_len = 1 + encoded_len_varint(self.seq);
         let mut head = [0u8; EVENT_HEAD_MAX];
@@ -58,7 +59,6 @@ impl Entry {
         w.key(SEQUENCE_FIELD, WireType::Varint);
         w.raw_varint(self.seq);
         let head_len = w.written();
-        out.reserve(head_len + self.event.len());
         out.extend_from_slice(&head[..head_len]);
         out.extend_from_slice(&self.event);
     }
@@ -241,6 +241,16 @@ impl Buffer {
         let mut replayed = 0;
         // `sent_upto >= acked_seq`, and the window starts at `acked_seq + 1`.
         let unsent_from = usize::try_from(self.sent_upto - self.acked_seq).unwrap_or(usize::MAX);
+        // Room for everything this batch takes, reserved once (no regrowth while writing).
+        let replays = self.window.iter().skip(unsent_from).take(self.max_batch);
+        let room = self.max_unacked.saturating_sub(self.window.len());
+        let fresh = self.queue.iter().take(room.min(self.max_batch));
+        let bytes: usize = replays
+            .chain(fresh)
+            .take(self.max_batch)
+            .map(|e| EVENT_HEAD_MAX + e.event.len())
+            .sum();
+        out.reserve(bytes);
         for entry in self.window.iter().skip(unsent_from).take(self.max_batch) {
             entry.write_to(out);
             count += 1;

@@ -140,6 +140,12 @@ struct BatchCodec;
 #[derive(Debug, Clone, Copy, Default)]
 struct BatchEncoder;
 
+/// tonic's encode buffer: room for a few full batches (256 events of a few hundred bytes), so
+/// it is not regrown (and copied) for each one; default yield threshold.
+const ENCODE_BUFFER: usize = 128 * 1024;
+/// tonic's default: encoded batches are handed to HTTP/2 once this many bytes are buffered.
+const YIELD_THRESHOLD: usize = 32 * 1024;
+
 impl Encoder for BatchEncoder {
     type Item = Bytes;
     type Error = Status;
@@ -147,6 +153,10 @@ impl Encoder for BatchEncoder {
     fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         dst.put_slice(&item);
         Ok(())
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::new(ENCODE_BUFFER, YIELD_THRESHOLD)
     }
 }
 
@@ -242,7 +252,6 @@ impl EventPipeline {
             prost::encoding::string::encode(1, &self.stream_id, &mut head);
             head.freeze()
         };
-        let mut batch_size = 0;
         let mut replies = None;
         loop {
             let has_work = {
@@ -270,11 +279,9 @@ impl EventPipeline {
                 },
                 permit = tx.reserve(), if has_work => {
                     let permit = permit.map_err(|_| LinkError::Closed)?;
-                    // Sized like the last batch, so a busy stream does not regrow it.
-                    let mut batch = BytesMut::with_capacity(batch_size.max(batch_head.len()));
-                    batch.put_slice(&batch_head);
+                    // `next_batch` reserves what the batch needs, once.
+                    let mut batch = BytesMut::from(&batch_head[..]);
                     if self.buffer.lock().next_batch(&mut batch) > 0 {
-                        batch_size = batch.len();
                         permit.send(batch.freeze());
                     }
                 }
