@@ -198,7 +198,7 @@ pub(crate) async fn handshake(
     // A broker shutdown kicks the owners it finds in the registry after cancelling the token;
     // one that attached too late for that sees the token cancelled here.
     if ctx.shutdown.is_cancelled() {
-        owner.kick();
+        attached.session.kick_owner(&owner);
     }
     if let Some(previous) = attached.previous_owner {
         info!("session taken over from an existing connection");

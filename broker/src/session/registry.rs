@@ -99,12 +99,11 @@ impl SessionRegistry {
         let clean = terms.clean_start;
         let mut sessions = self.sessions.lock();
         let existing = sessions.get(&**client_id).map(|s| s.0.clone());
-        let previous_owner = existing
-            .as_ref()
-            .and_then(|s| s.with_state(|st| st.owner.take()));
-        if let Some(previous) = &previous_owner {
-            previous.kick();
-        }
+        let previous_owner = existing.as_ref().and_then(|s| {
+            let previous = s.with_state(|st| st.owner.take())?;
+            s.kick_owner(&previous);
+            Some(previous)
+        });
         let (session, session_present, discarded) = match existing {
             Some(session) if !clean => {
                 session.with_state(|st| st.offline_since = None);
@@ -256,8 +255,14 @@ impl SessionRegistry {
     /// Kicks the connection of every online session (a broker shutdown). A connection that
     /// attaches after this call must check the shutdown token itself (the handshake does).
     pub fn kick_all(&self) {
-        for owner in self.owners() {
-            owner.kick();
+        let online: Vec<(Arc<Session>, Owner)> = self
+            .sessions
+            .lock()
+            .iter()
+            .filter_map(|s| s.0.owner().map(|owner| (s.0.clone(), owner)))
+            .collect();
+        for (session, owner) in online {
+            session.kick_owner(&owner);
         }
     }
 }
