@@ -1115,6 +1115,21 @@ impl PluginProcess {
         lock(&self.lines).clone()
     }
 
+    /// Whether it prints `line` within `timeout` (its output is read by a thread, so a line
+    /// can arrive after the answer it belongs to).
+    pub async fn wait_for_line(&self, line: &str, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if lock(&self.lines).iter().any(|l| l == line) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Sends `signal` (a name such as `STOP` or `CONT`) with `kill`.
     ///
     /// # Panics

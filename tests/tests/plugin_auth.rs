@@ -414,7 +414,9 @@ async fn a_sigstopped_plugin_process_times_out_then_answers_again_after_sigcont(
         "it answers again"
     );
     assert!(
-        process.lines().iter().any(|l| l == "auth after"),
+        process
+            .wait_for_line("auth after", Duration::from_secs(5))
+            .await,
         "{:?}",
         process.lines()
     );
