@@ -22,6 +22,7 @@ use crate::dispatch::{self, Origin};
 use crate::message::{Message, MessageProperties};
 use crate::plugin::TopicQuery;
 use crate::plugin::decision::Action;
+use crate::plugin::emit::EventClock;
 use crate::router::Subscription;
 use crate::session::Session;
 use crate::stats::Stats;
@@ -94,15 +95,17 @@ impl Connection {
     }
 
     /// Handles one packet from the client, queueing any answer in `stream`'s write buffer.
-    /// Returns `Some(exit)` when the connection must end.
+    /// `read` is the time of the socket read the packet came in (the time of its
+    /// `message_received` event). Returns `Some(exit)` when the connection must end.
     pub(crate) async fn handle(
         &mut self,
         packet: Packet,
         stream: &mut PacketStream,
+        read: &mut EventClock,
     ) -> Option<Exit> {
         Stats::add(&self.ctx.stats.packets_received, 1);
         let answer = match packet {
-            Packet::Publish(publish) => return self.on_publish(publish, stream).await,
+            Packet::Publish(publish) => return self.on_publish(publish, stream, read).await,
             Packet::PubAck(ack) => {
                 if !self
                     .session
@@ -232,7 +235,12 @@ impl Connection {
     /// runs the PUBLISH check (a denied message is dropped, not retained), then
     /// `message_broadcast` and dispatch; the QoS acknowledgement carries the outcome for MQTT 5
     /// (0x87 not authorized, 0x10 no matching subscribers).
-    async fn on_publish(&mut self, publish: Publish, stream: &mut PacketStream) -> Option<Exit> {
+    async fn on_publish(
+        &mut self,
+        publish: Publish,
+        stream: &mut PacketStream,
+        read: &mut EventClock,
+    ) -> Option<Exit> {
         Stats::add(&self.ctx.stats.publish_received, 1);
         let topic = match self.resolve_alias(&publish) {
             Ok(topic) => topic,
@@ -279,7 +287,7 @@ impl Connection {
             username: self.username.as_deref(),
         };
         let plugins = &self.ctx.plugins;
-        plugins.emit_message(pb::EventKind::MessageReceived, origin, &message);
+        plugins.emit_message_at(pb::EventKind::MessageReceived, origin, &message, read);
         // Clients may not write the broker's own statistics.
         let allowed = !message.topic.starts_with("$SYS")
             && dispatch::topic_allowed(

@@ -23,6 +23,7 @@ use crate::dispatch;
 use crate::listener::{PeerInfo, Transport};
 use crate::message::Message;
 use crate::plugin::emit;
+use crate::plugin::emit::EventClock;
 use crate::session::Owner;
 use crate::stats::Stats;
 pub use io::IoError;
@@ -408,6 +409,8 @@ async fn handle_buffered(
     stream: &mut PacketStream,
     connection_id: u64,
 ) -> Result<(), Exit> {
+    // The time of this read, for the events of the packets it brought (read if one is wanted).
+    let mut read = EventClock::default();
     loop {
         let raw = packet_events::wants_received_bytes(conn.ctx())
             .then(|| stream.peek_packet())
@@ -418,7 +421,7 @@ async fn handle_buffered(
                 let size = stream.last_size();
                 let source = source(conn, connection_id);
                 packet_events::received(conn.ctx(), &source, type_nibble, size, raw.as_deref());
-                if let Some(exit) = conn.handle(packet, stream).await {
+                if let Some(exit) = conn.handle(packet, stream, &mut read).await {
                     return Err(exit);
                 }
             }

@@ -451,6 +451,18 @@ impl PluginManager {
     /// The hot path of every PUBLISH: the event is encoded straight from the message into each
     /// wanting plugin's pipeline, without building a protobuf value or allocating.
     pub fn emit_message(&self, kind: pb::EventKind, origin: Origin<'_>, message: &Message) {
+        self.emit_message_at(kind, origin, message, &mut emit::EventClock::default());
+    }
+
+    /// [`emit_message`](Self::emit_message) with the event's time from `clock` (shared by the
+    /// events of one socket read), read only if a plugin wants the event.
+    pub fn emit_message_at(
+        &self,
+        kind: pb::EventKind,
+        origin: Origin<'_>,
+        message: &Message,
+        clock: &mut emit::EventClock,
+    ) {
         // Most brokers have no plugin that wants message events: one atomic load each.
         if !self.wants(kind) {
             return;
@@ -461,7 +473,7 @@ impl PluginManager {
             if !pipeline.wants_message(kind, &message.topic) {
                 continue;
             }
-            let now = *time.get_or_insert_with(std::time::SystemTime::now);
+            let now = *time.get_or_insert_with(|| clock.now());
             // Encoded into each pipeline's own arena (see `events::buffer`): sharing one
             // encoding between plugins would let a slow plugin hold a fast one's blocks.
             if let Some(event) = emit::MessageEvent::new(kind, now, origin, message) {
