@@ -618,17 +618,22 @@ mod tests {
         }
     }
 
+    /// How long after `started` the connection task `task` ended (within 300 s, without panic).
+    async fn closed_after(task: tokio::task::JoinHandle<()>, started: Instant) -> Duration {
+        tokio::time::timeout(Duration::from_secs(300), task)
+            .await
+            .expect("connection closed")
+            .expect("no panic");
+        started.elapsed()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_client_that_stops_reading_is_closed_after_the_write_stall() {
         let (ctx, _client, task) = connected().await;
         let started = Instant::now();
         flood(&ctx);
-        tokio::time::timeout(Duration::from_secs(300), task)
-            .await
-            .expect("connection closed")
-            .expect("no panic");
         // Not at the keep alive limit (15 s): the write's own limit applies while it waits.
-        let elapsed = started.elapsed();
+        let elapsed = closed_after(task, started).await;
         assert!(
             (Duration::from_secs(30)..Duration::from_secs(35)).contains(&elapsed),
             "closed after {elapsed:?}"
@@ -650,12 +655,8 @@ mod tests {
             }
             total
         });
-        tokio::time::timeout(Duration::from_secs(300), task)
-            .await
-            .expect("connection closed")
-            .expect("no panic");
         // The keep alive limit counted from the CONNECT, not the write stall limit.
-        let elapsed = started.elapsed();
+        let elapsed = closed_after(task, started).await;
         assert!(
             (Duration::from_secs(14)..Duration::from_secs(20)).contains(&elapsed),
             "closed after {elapsed:?}"
