@@ -31,6 +31,8 @@ if [ "$SKIP_BUILD" != 1 ]; then
 fi
 midge=$PWD/target/release/midge
 loadgen=$PWD/target/release/midge-loadgen
+# shellcheck source=bench/variants.sh
+. bench/variants.sh
 out=bench/results/profile-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$out"
 port=$BASE_PORT
@@ -43,36 +45,8 @@ run() {
     local variant=$1 load=$2 pport=$((port + 1)) cfg plugin_pid='' broker_pid delivered=0
     port=$((port + 2))
     cfg=$out/$variant-$load.yaml
-    cat >"$cfg" <<EOF
-listeners:
-  - name: bench
-    kind: tcp
-    bind: 127.0.0.1:$port
-    max-connections: 0
-limits:
-  max-inflight: 100
-  max-queued-messages: 100000
-sys-interval: 0s
-auth:
-  allow-anonymous: true
-EOF
-    case $variant in
-        none) ;;
-        event-sink)
-            printf 'plugins:\n  p:\n    endpoint: http://127.0.0.1:%s\n    events: [message_received]\n    mandatory: true\n' \
-                "$pport" >>"$cfg"
-            "$loadgen" plugin event-sink --listen "127.0.0.1:$pport" >"$out/plugin.log" 2>&1 &
-            plugin_pid=$!
-            ;;
-        topic-check-cached)
-            printf 'topic-check:\n  enable: true\n  plugins: [p]\nplugins:\n  p:\n    endpoint: http://127.0.0.1:%s\n    mandatory: true\n' \
-                "$pport" >>"$cfg"
-            "$loadgen" plugin topic-check --cache-ms 60000 --listen "127.0.0.1:$pport" \
-                >"$out/plugin.log" 2>&1 &
-            plugin_pid=$!
-            ;;
-        *) echo "unknown variant $variant" >&2; exit 2 ;;
-    esac
+    variant_config "$cfg" "$port" "$pport" "$variant"
+    start_variant_plugin "$variant" "$pport" "$out/plugin.log"
     [ -z "$plugin_pid" ] || { pids+=("$plugin_pid"); sleep 0.5; }
     valgrind --tool=callgrind --callgrind-out-file="$out/$variant-$load.callgrind" \
         "$midge" --config "$cfg" --log-level warn >"$out/$variant-$load.log" 2>&1 &
