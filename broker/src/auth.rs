@@ -1,15 +1,16 @@
 //! The `allow-anonymous` voter of the authentication chain (aMQTT's `AnonymousAuthPlugin`):
-//! `true` allows everyone, `false` allows clients with a username and denies the rest, absent
-//! does not vote. The chain rule itself is [`crate::plugin::decision::combine_auth`].
+//! `true` allows everyone, `false` allows clients with a non-empty username and denies the rest
+//! (an empty username counts as none, as in aMQTT), absent does not vote. The chain rule itself is [`crate::plugin::decision::combine_auth`].
 
 use crate::plugin::decision::PluginVote;
 
 /// The `allow-anonymous` voter, given that setting and the client's user name.
 pub fn anonymous_vote(allow_anonymous: Option<bool>, username: Option<&str>) -> PluginVote {
-    match (allow_anonymous, username) {
+    let named = username.is_some_and(|name| !name.is_empty());
+    match (allow_anonymous, named) {
         (None, _) => PluginVote::Absent,
-        (Some(true), _) | (Some(false), Some(_)) => PluginVote::Allow,
-        (Some(false), None) => PluginVote::Deny("anonymous clients are not allowed".into()),
+        (Some(true), _) | (Some(false), true) => PluginVote::Allow,
+        (Some(false), false) => PluginVote::Deny("anonymous clients are not allowed".into()),
     }
 }
 
@@ -26,6 +27,11 @@ mod tests {
             anonymous_vote(Some(false), None),
             PluginVote::Deny(_)
         ));
+        assert!(
+            matches!(anonymous_vote(Some(false), Some("")), PluginVote::Deny(_)),
+            "an empty username is no username"
+        );
+        assert_eq!(anonymous_vote(Some(true), Some("")), PluginVote::Allow);
         assert_eq!(anonymous_vote(None, None), PluginVote::Absent);
     }
 }

@@ -157,6 +157,27 @@ impl Broker {
     }
 }
 
+/// Warns, once per listener, when anonymous clients are allowed (`allow-anonymous: true`, also
+/// what a config without an `auth` section inherits) on a listener that is not bound to
+/// loopback: anyone who can reach it may connect.
+fn warn_open_listeners(config: &crate::config::Config) {
+    if config.auth.allow_anonymous != Some(true) {
+        return;
+    }
+    for listener in config
+        .listeners
+        .iter()
+        .filter(|l| !l.bind.ip().is_loopback())
+    {
+        warn!(
+            listener = %listener.name,
+            bind = %listener.bind,
+            "anonymous clients are allowed on a listener that is not bound to loopback; \
+             set `auth: {{allow-anonymous: false}}` or list auth plugins to require credentials"
+        );
+    }
+}
+
 /// Start, serve until `shutdown`, and close every client. Plugin tasks keep running.
 async fn serve(
     ctx: &Arc<BrokerContext>,
@@ -181,6 +202,7 @@ async fn serve(
 
     let listeners = listener::bind_all(&ctx.config.listeners).await?;
     runtime.listeners_bound(&listeners, &ctx.config.listeners);
+    warn_open_listeners(&ctx.config);
     let tasks = TaskTracker::new();
     for bound in listeners {
         let handler_ctx = ctx.clone();

@@ -38,15 +38,24 @@ pub async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message
         };
         ctx.plugins.emit_message(kind, origin, message);
     }
+    deliver(ctx, origin.client_id, message).await
+}
+
+/// Delivers `message` to every subscriber allowed to receive it (the RECEIVE check when topic
+/// checks are on), without retained storage or events: the second half of [`dispatch`], and
+/// the whole of a `$SYS` update, which is the broker's own bookkeeping (no events) but reaches
+/// only subscribers the topic checks let read it. Returns how many subscribers it was
+/// delivered or queued to.
+pub async fn deliver(ctx: &BrokerContext, publisher: &str, message: &Message) -> usize {
     if !ctx.plugins.topic_check_enabled() {
-        return ctx.router.fan_out(message, origin.client_id);
+        return ctx.router.fan_out(message, publisher);
     }
     // Cached verdicts decide inside the router's walk, without waiting; only the misses (and
     // shared groups, which need a pick among allowed members) are collected.
     let mut unresolved: Vec<Target> = Vec::new();
     let receivers = ctx.router.fan_out_cached(
         message,
-        origin.client_id,
+        publisher,
         |session| {
             ctx.plugins
                 .cached_verdict(session.decisions(), Action::Receive, &message.topic)

@@ -24,13 +24,13 @@ pub async fn run(ctx: Arc<BrokerContext>, interval: Duration, shutdown: Cancella
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => publish_all(&ctx),
+            _ = ticker.tick() => publish_all(&ctx).await,
         }
     }
 }
 
 /// Publishes every `$SYS` value once.
-pub fn publish_all(ctx: &BrokerContext) {
+pub async fn publish_all(ctx: &BrokerContext) {
     let s = &ctx.stats;
     let connected = Stats::get(&s.clients_connected);
     let sessions = ctx.sessions.len() as u64;
@@ -77,8 +77,9 @@ pub fn publish_all(ctx: &BrokerContext) {
             ctx.router.retained().len().to_string(),
         ),
     ];
-    // Straight to the router: `$SYS` updates are the broker's own bookkeeping, so they raise no
-    // plugin events and pass no topic checks.
+    // `$SYS` updates are the broker's own bookkeeping, so they raise no plugin events; but each
+    // subscriber receives them only through the RECEIVE check, like any other delivery (retained
+    // replay of them is checked at SUBSCRIBE time as usual).
     for (name, value) in values {
         let message = Message::new(
             format!("$SYS/broker/{name}").into(),
@@ -87,6 +88,6 @@ pub fn publish_all(ctx: &BrokerContext) {
             true,
         );
         ctx.router.retain(&message, "");
-        ctx.router.fan_out(&message, "");
+        crate::dispatch::deliver(ctx, "", &message).await;
     }
 }

@@ -90,6 +90,7 @@ impl RawConfig {
                 ));
             }
         }
+        check_topic_check(&self.topic_check, Some(!self.auth.plugins.is_empty()))?;
         Ok(Config {
             listeners: self.listeners,
             limits: self.limits,
@@ -116,17 +117,33 @@ impl<'de> Deserialize<'de> for Config {
 /// The first, lenient pass over a config file: only the aliases defined under `plugins`.
 /// Every other section is skipped unread; a malformed `plugins` section fails this pass, and
 /// the real pass then reports the problem.
+/// It also notes whether `auth` lists plugins, which decides whether `topic-check` may be
+/// enabled without plugins of its own (session grants from authenticators are then the
+/// only source of topic permissions).
 #[derive(Deserialize)]
 pub(super) struct AliasScan {
     #[serde(default, deserialize_with = "alias_keys")]
     plugins: HashSet<String>,
+    #[serde(default)]
+    auth: AuthScan,
 }
 
-impl AliasScan {
-    /// The aliases defined under `plugins`.
-    pub(super) fn into_aliases(self) -> HashSet<String> {
-        self.plugins
-    }
+/// The lenient view of `auth` in [`AliasScan`]: only whether it lists plugins.
+#[derive(Deserialize, Default)]
+struct AuthScan {
+    #[serde(default)]
+    plugins: Vec<IgnoredAny>,
+}
+
+thread_local! {
+    /// Whether `auth.plugins` of the file being read is non-empty, when known in advance; set
+    /// only for the duration of [`with_defined_aliases`].
+    static AUTH_HAS_PLUGINS: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether `auth` lists plugins; `None` when that is not known yet.
+fn auth_has_plugins() -> Option<bool> {
+    AUTH_HAS_PLUGINS.with(std::cell::Cell::get)
 }
 
 /// Deserializes the keys of a mapping, skipping the values.
@@ -162,20 +179,25 @@ thread_local! {
 /// Runs `read` with `aliases` as the plugin aliases the alias visitors accept (`None`: not
 /// known, leave the check to the end of the mapping), then restores what was there before,
 /// even if `read` panics.
-pub(super) fn with_defined_aliases<T>(
-    aliases: Option<HashSet<String>>,
-    read: impl FnOnce() -> T,
-) -> T {
-    struct Restore(Option<HashSet<String>>);
+pub(super) fn with_defined_aliases<T>(scan: Option<AliasScan>, read: impl FnOnce() -> T) -> T {
+    struct Restore(Option<HashSet<String>>, Option<bool>);
 
     impl Drop for Restore {
         fn drop(&mut self) {
             let previous = self.0.take();
             DEFINED_ALIASES.with(|defined| *defined.borrow_mut() = previous);
+            AUTH_HAS_PLUGINS.with(|auth| auth.set(self.1));
         }
     }
 
-    let _restore = Restore(DEFINED_ALIASES.with(|defined| defined.replace(aliases)));
+    let (aliases, auth) = match scan {
+        Some(scan) => (Some(scan.plugins), Some(!scan.auth.plugins.is_empty())),
+        None => (None, None),
+    };
+    let _restore = Restore(
+        DEFINED_ALIASES.with(|defined| defined.replace(aliases)),
+        AUTH_HAS_PLUGINS.with(|cell| cell.replace(auth)),
+    );
     read()
 }
 
@@ -566,4 +588,79 @@ where
         max,
         target: PhantomData,
     })
+}
+
+/// `topic-check` as written, before the checks between its fields.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+struct RawTopicCheck {
+    enable: bool,
+    #[serde(deserialize_with = "plugin_aliases")]
+    plugins: Vec<String>,
+}
+
+impl Default for RawTopicCheck {
+    fn default() -> Self {
+        let TopicCheckConfig { enable, plugins } = TopicCheckConfig::default();
+        Self { enable, plugins }
+    }
+}
+
+impl<'de> Deserialize<'de> for TopicCheckConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        checked_map(deserializer, "the topic-check section", |raw: RawTopicCheck| {
+            let config = TopicCheckConfig {
+                enable: raw.enable,
+                plugins: raw.plugins,
+            };
+            check_topic_check(&config, auth_has_plugins())?;
+            Ok(config)
+        })
+    }
+}
+
+/// The rules of `topic-check` that keep it from failing open or silently: plugins listed
+/// while `enable` is false would never be asked (refused rather than guessed at), and checks
+/// enabled with no plugin to ask are refused unless `auth` lists plugins, whose session grants
+/// are then the only source of topic permissions (everything they do not grant is denied).
+/// `auth_has_plugins` is `None` when not known yet (the whole-config check runs it again).
+fn check_topic_check(config: &TopicCheckConfig, auth_has_plugins: Option<bool>) -> Result<(), String> {
+    if !config.enable && !config.plugins.is_empty() {
+        return Err("plugins are listed but `enable` is false, so they would never be asked; \
+                    set `enable: true` to check topics, or remove the plugins"
+            .into());
+    }
+    if config.enable && config.plugins.is_empty() && auth_has_plugins == Some(false) {
+        return Err("`enable: true` with no plugins, and no auth plugins that could grant \
+                    topics, so every topic would be denied; list topic-check plugins or set \
+                    `enable: false`"
+            .into());
+    }
+    Ok(())
+}
+
+/// `auth` as written, before the check between its fields.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+struct RawAuth {
+    allow_anonymous: Option<bool>,
+    #[serde(deserialize_with = "plugin_aliases")]
+    plugins: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for AuthConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        checked_map(deserializer, "the auth section", |raw: RawAuth| {
+            if raw.allow_anonymous.is_none() && raw.plugins.is_empty() {
+                return Err("neither `allow-anonymous` nor plugins, so every client \
+                            would be refused; set `allow-anonymous: true` (or `false` to let in \
+                            only clients with a username) or list auth plugins"
+                    .into());
+            }
+            Ok(AuthConfig {
+                allow_anonymous: raw.allow_anonymous,
+                plugins: raw.plugins,
+            })
+        })
+    }
 }

@@ -78,10 +78,8 @@ pub fn from_yaml(text: &str, origin: &str) -> Result<Config, ConfigError> {
 /// If the first pass fails, the second reports the problem (or, should it somehow succeed,
 /// still checks the aliases, reporting at the top of the file).
 fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let defined = serde_yaml::from_str::<de::AliasScan>(text)
-        .ok()
-        .map(de::AliasScan::into_aliases);
-    de::with_defined_aliases(defined, || serde_yaml::from_str(text)).map_err(|err| {
+    let scan = serde_yaml::from_str::<de::AliasScan>(text).ok();
+    de::with_defined_aliases(scan, || serde_yaml::from_str(text)).map_err(|err| {
         let message = err.to_string();
         let (line, column, reason) = match err.location() {
             Some(at) => {

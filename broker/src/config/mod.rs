@@ -268,28 +268,30 @@ pub enum QueueFullPolicy {
 
 /// Authentication, decided as in aMQTT by the anonymous voter and the listed plugins: any
 /// `DENY` denies, otherwise any `ALLOW` allows; with no vote at all the client is refused.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+/// A section with neither `allow-anonymous` nor plugins (which would refuse every client) is
+/// refused at load.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuthConfig {
     /// aMQTT's anonymous voter (`allow-anonymous`): `true` allows every client, `false`
-    /// allows clients with a username and denies the others. Default within an `auth`
-    /// section: absent, no vote. (Leaving out the whole `auth` section gives `true`.)
+    /// allows clients with a non-empty username and denies the others. Default within an
+    /// `auth` section: absent, no vote. (Leaving out the whole `auth` section gives `true`.)
     pub allow_anonymous: Option<bool>,
     /// Aliases of the authentication plugins to ask, in this order, each defined under
     /// `plugins` and listed once. Default: none.
-    #[serde(deserialize_with = "de::plugin_aliases")]
     pub plugins: Vec<String>,
 }
 
-/// Topic checks on PUBLISH, SUBSCRIBE and delivery, by plugins. When enabled with plugins, a
-/// `DENY` denies, otherwise an `ALLOW` allows, and all `IGNORE` denies.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+/// Topic checks on PUBLISH, SUBSCRIBE and delivery, by plugins. When enabled, a `DENY`
+/// denies, otherwise an `ALLOW` (or a session grant) allows, and anything else denies: all
+/// `IGNORE`, or every plugin absent by its `ignore` fallback.
+///
+/// Refused at load: plugins listed while `enable` is false, and `enable: true` with no plugins
+/// unless `auth` lists plugins (their session grants are then the only topic permissions).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TopicCheckConfig {
     /// Whether topics are checked at all. Default `false`: everything is allowed.
     pub enable: bool,
     /// Aliases of the topic-check plugins to ask, in this order, each defined under
-    /// `plugins` and listed once. Default: none, which allows everything even when enabled.
-    #[serde(deserialize_with = "de::plugin_aliases")]
+    /// `plugins` and listed once. Default: none.
     pub plugins: Vec<String>,
 }

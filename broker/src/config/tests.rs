@@ -45,7 +45,8 @@ fn omitted_sections_keep_the_default_and_omitted_keys_take_theirs() {
     );
     assert_eq!(config.listeners, Config::default().listeners);
 
-    let config = from_yaml("auth: {}\n", "t.yaml").expect("valid");
+    let config = from_yaml("auth: {plugins: [a]}\nplugins: {a: {endpoint: 'http://h:1'}}\n", "t.yaml")
+        .expect("valid");
     assert_eq!(
         config.auth.allow_anonymous, None,
         "allow-anonymous omitted: no vote"
@@ -85,7 +86,7 @@ auth:
   allow-anonymous: false
   plugins: []
 topic-check:
-  enable: true
+  enable: false
 ";
     let expected = Config {
         listeners: vec![
@@ -123,7 +124,7 @@ topic-check:
             plugins: vec![],
         },
         topic_check: TopicCheckConfig {
-            enable: true,
+            enable: false,
             plugins: vec![],
         },
         plugins: IndexMap::new(),
@@ -652,7 +653,7 @@ fn deserializing_a_config_directly_still_checks_aliases() {
     let config: Config = serde_yaml::from_str(ok).expect("forward reference");
     assert_eq!(config.auth.plugins, ["a"]);
 
-    let bad = "sys-interval: 1s\ntopic-check:\n  plugins: [a, b]\nplugins:\n  a: {endpoint: 'http://h:1'}\n";
+    let bad = "sys-interval: 1s\ntopic-check:\n  enable: true\n  plugins: [a, b]\nplugins:\n  a: {endpoint: 'http://h:1'}\n";
     let err = serde_yaml::from_str::<Config>(bad).expect_err("undefined alias");
     assert_eq!(
         err.to_string(),
@@ -664,7 +665,7 @@ fn deserializing_a_config_directly_still_checks_aliases() {
     let err = from_yaml(bad, "t.yaml").expect_err("undefined alias");
     assert_eq!(
         err.to_string(),
-        "t.yaml:3:16: topic-check.plugins[1]: plugin alias `b` is not defined under `plugins`"
+        "t.yaml:4:16: topic-check.plugins[1]: plugin alias `b` is not defined under `plugins`"
     );
 }
 
@@ -767,4 +768,48 @@ fn the_commented_admin_and_metrics_sections_of_the_default_file_parse_to_the_def
     let admin = from_yaml(&block, "example.yaml").expect("valid").admin;
     assert_eq!(admin.token, Some(AdminToken::Inline("s3cret".into())));
     assert!(admin.tls.is_some());
+}
+
+#[test]
+fn auth_and_topic_check_that_would_fail_open_or_silently_are_refused() {
+    let refused = |text: &str, line: usize, reason: &str| {
+        let err = from_yaml(text, "c.yaml").expect_err(text);
+        assert_eq!(err.line, Some(line), "{text}: {err}");
+        assert!(err.reason.contains(reason), "{text}: {err}");
+        assert!(err.to_string().starts_with(&format!("c.yaml:{line}:")), "{err}");
+    };
+    let plugin = "plugins:\n  p: {endpoint: 'http://h:1'}\n";
+    // Checks enabled with nobody to ask (and no authenticator that could grant topics).
+    refused("topic-check: {enable: true}\n", 1, "`enable: true` with no plugins");
+    refused(
+        "sys-interval: 1s\ntopic-check:\n  enable: true\n  plugins: []\n",
+        3,
+        "list topic-check plugins or set `enable: false`",
+    );
+    // Plugins that would never be asked.
+    refused(
+        &format!("topic-check:\n  plugins: [p]\n{plugin}"),
+        2,
+        "`enable` is false",
+    );
+    // An auth section that refuses every client.
+    refused("auth: {}\n", 1, "neither `allow-anonymous` nor plugins");
+    refused("auth:\n  plugins: []\n", 2, "every client would be refused");
+
+    // Session grants alone: enabled with no topic plugins is fine when auth has plugins,
+    // wherever `auth` is in the file.
+    for text in [
+        format!("auth: {{plugins: [p]}}\ntopic-check: {{enable: true}}\n{plugin}"),
+        format!("topic-check: {{enable: true}}\n{plugin}auth: {{plugins: [p]}}\n"),
+    ] {
+        let config = from_yaml(&text, "c.yaml").expect(&text);
+        assert!(config.topic_check.enable && config.topic_check.plugins.is_empty());
+    }
+    // Without `from_yaml`'s first pass the whole-config check still refuses it.
+    let direct = serde_yaml::from_str::<Config>("sys-interval: 1s\ntopic-check: {enable: true}\n");
+    assert!(direct.is_err(), "{direct:?}");
+    let direct = serde_yaml::from_str::<Config>(&format!(
+        "auth: {{plugins: [p]}}\ntopic-check: {{enable: true}}\n{plugin}"
+    ));
+    assert!(direct.is_ok(), "{direct:?}");
 }

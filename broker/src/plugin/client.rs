@@ -100,7 +100,68 @@ pub struct Plugin {
     /// Poked when a call saw the connection fail, so the supervisor describes again.
     reconnected: Notify,
     pipeline: Arc<EventPipeline>,
+    /// The chains the config puts this plugin in.
+    roles: Roles,
+    /// Why the plugin cannot be asked for decisions although it is reachable: its `Describe`
+    /// answered an error (e.g. it refused its config), or it does not implement a service its
+    /// chains need. While set, its decision calls take a fallback without being made.
+    refusal: Mutex<Option<Refusal>>,
 }
+
+/// The chains the config uses a plugin in, which name the services it must implement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Roles {
+    /// Listed in `auth.plugins`: must implement `midge.plugin.v1.Authenticator`.
+    pub authenticator: bool,
+    /// Listed in `topic-check.plugins`: must implement `midge.plugin.v1.TopicFilter`.
+    pub topic_filter: bool,
+}
+
+/// Why a reachable plugin's decisions take a fallback without a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Refusal {
+    /// `Describe` answered an error status (INVALID_ARGUMENT: it refused its config). Every
+    /// decision takes `on-unavailable`, as `plugin.proto` says, until `Describe` succeeds.
+    Describe(String),
+    /// `DescribeResponse.services` leaves out a service the plugin's chains need: those
+    /// decisions take `on-error` (a call would only answer UNIMPLEMENTED).
+    MissingService {
+        /// `Authenticator` is missing although the plugin is in `auth.plugins`.
+        authenticator: bool,
+        /// `TopicFilter` is missing although the plugin is in `topic-check.plugins`.
+        topic_filter: bool,
+    },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Describe(why) => write!(f, "plugin refused: {why}"),
+            Refusal::MissingService {
+                authenticator,
+                topic_filter,
+            } => {
+                let mut missing = Vec::new();
+                if *authenticator {
+                    missing.push(AUTHENTICATOR_SERVICE);
+                }
+                if *topic_filter {
+                    missing.push(TOPIC_FILTER_SERVICE);
+                }
+                write!(
+                    f,
+                    "plugin does not implement {} (DescribeResponse.services), which its chains need",
+                    missing.join(" and ")
+                )
+            }
+        }
+    }
+}
+
+/// The fully qualified name of the authentication service, as `DescribeResponse.services` lists it.
+pub const AUTHENTICATOR_SERVICE: &str = "midge.plugin.v1.Authenticator";
+/// The fully qualified name of the topic check service, as `DescribeResponse.services` lists it.
+pub const TOPIC_FILTER_SERVICE: &str = "midge.plugin.v1.TopicFilter";
 
 impl Plugin {
     /// Builds the plugin's lazy channel. Nothing connects until the first call.
@@ -109,6 +170,7 @@ impl Plugin {
         alias: &str,
         config: PluginConfig,
         pipeline: Arc<EventPipeline>,
+        roles: Roles,
     ) -> Result<Self, PluginError> {
         let bad = |reason: String| PluginError::Endpoint {
             alias: alias.to_string(),
@@ -149,6 +211,8 @@ impl Plugin {
             last_error: Mutex::new(None),
             reconnected: Notify::new(),
             pipeline,
+            roles,
+            refusal: Mutex::new(None),
         })
     }
 
@@ -229,9 +293,14 @@ impl Plugin {
     }
 
     /// Calls `Plugin.Describe` with this plugin's config section and applies the answer: the
-    /// event interest is the config's `events` / `topics` / `payload` where given, else what the
-    /// plugin asked for. A plugin that does not implement `Plugin` (UNIMPLEMENTED) counts as
-    /// described with no wishes.
+    /// event interest is what the plugin asked for, narrowed (never widened) by the config's
+    /// `events`, and the config's `topics` / `payload` where given. A plugin that does not
+    /// implement `Plugin` (UNIMPLEMENTED) counts as described with no wishes, and gets the
+    /// config's `events` as they are.
+    ///
+    /// An error status from a reachable plugin (e.g. INVALID_ARGUMENT: it refused its config)
+    /// is returned and also remembered: until a later `Describe` succeeds, the plugin's decision
+    /// calls take `on-unavailable` without being made, and log why.
     pub async fn describe(&self, broker_version: &str) -> Result<(), Status> {
         let request = pb::DescribeRequest {
             broker_version: broker_version.to_string(),
@@ -242,16 +311,33 @@ impl Plugin {
         let mut request = tonic::Request::new(request);
         let deadline = self.config.timeout.max(Duration::from_secs(2));
         request.set_timeout(deadline);
-        let response = match tokio::time::timeout(deadline, client.describe(request)).await {
-            Err(_) => return Err(Status::deadline_exceeded("Describe timed out")),
-            Ok(Ok(response)) => response.into_inner(),
-            Ok(Err(status)) if status.code() == Code::Unimplemented => {
-                pb::DescribeResponse::default()
-            }
-            Ok(Err(status)) => return Err(status),
+        let (response, implemented) =
+            match tokio::time::timeout(deadline, client.describe(request)).await {
+                Err(_) => return Err(Status::deadline_exceeded("Describe timed out")),
+                Ok(Ok(response)) => (response.into_inner(), true),
+                Ok(Err(status)) if status.code() == Code::Unimplemented => {
+                    (pb::DescribeResponse::default(), false)
+                }
+                Ok(Err(status)) => {
+                    if !matches!(
+                        status.code(),
+                        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
+                    ) {
+                        *self.refusal.lock() = Some(Refusal::Describe(format!(
+                            "Describe answered {:?}: {}",
+                            status.code(),
+                            status.message()
+                        )));
+                    }
+                    return Err(status);
+                }
+            };
+        let asked: Vec<pb::EventKind> = response.events().collect();
+        let kinds = match super::configured_kinds(&self.config) {
+            None => asked,
+            Some(_) if !implemented => super::configured_kinds(&self.config).unwrap_or_default(),
+            Some(configured) => self.narrow_events(&asked, configured),
         };
-        let kinds =
-            super::configured_kinds(&self.config).unwrap_or_else(|| response.events().collect());
         let topics = self
             .config
             .topics
@@ -259,6 +345,7 @@ impl Plugin {
             .unwrap_or_else(|| response.topic_filters.clone());
         let payload = self.config.payload.unwrap_or(!response.omit_payload);
         self.pipeline.set_interest(kinds, topics, payload);
+        *self.refusal.lock() = self.check_services(&response.services);
         info!(alias = %self.alias, name = %response.name, version = %response.version, "plugin described");
         self.packet_bytes
             .store(response.packet_bytes, Ordering::Relaxed);
@@ -266,6 +353,89 @@ impl Plugin {
         self.described.store(true, Ordering::Release);
         self.described_notify.notify_waiters();
         Ok(())
+    }
+
+    /// The event kinds the plugin gets: those it `asked` for in `Describe` that the config's
+    /// `events` also lists (`all` there stands for whatever it asked, packet kinds included).
+    /// A configured kind it did not ask for is left out with a warning naming the alias and the
+    /// kind.
+    fn narrow_events(
+        &self,
+        asked: &[pb::EventKind],
+        configured: Vec<pb::EventKind>,
+    ) -> Vec<pb::EventKind> {
+        let all = self
+            .config
+            .events
+            .as_ref()
+            .is_some_and(|events| events.contains(&crate::config::EventKindName::All));
+        if all {
+            return asked.to_vec();
+        }
+        for kind in configured.iter().filter(|kind| !asked.contains(kind)) {
+            warn!(
+                alias = %self.alias,
+                kind = kind.as_str_name(),
+                "config lists an event kind the plugin did not ask for in Describe: not sent (events narrow, never widen)"
+            );
+        }
+        configured
+            .into_iter()
+            .filter(|kind| asked.contains(kind))
+            .collect()
+    }
+
+    /// Checks `services` (from `Describe`) against the chains the plugin is in. An empty list
+    /// says nothing (the field is optional in the contract) and passes.
+    fn check_services(&self, services: &[String]) -> Option<Refusal> {
+        if services.is_empty() {
+            return None;
+        }
+        let lacks = |name: &str| !services.iter().any(|s| s == name);
+        let authenticator = self.roles.authenticator && lacks(AUTHENTICATOR_SERVICE);
+        let topic_filter = self.roles.topic_filter && lacks(TOPIC_FILTER_SERVICE);
+        if !authenticator && !topic_filter {
+            return None;
+        }
+        let refusal = Refusal::MissingService {
+            authenticator,
+            topic_filter,
+        };
+        let why = refusal.to_string();
+        warn!(alias = %self.alias, ?services, "{why}: those decisions take on-error");
+        self.record_error(why);
+        Some(refusal)
+    }
+
+    /// Why the plugin's decisions cannot be asked of it although it answered `Describe`:
+    /// `Some` when it does not implement a service its chains need (for `mandatory` plugins
+    /// that is a startup error).
+    pub fn missing_service(&self) -> Option<String> {
+        match &*self.refusal.lock() {
+            Some(refusal @ Refusal::MissingService { .. }) => Some(refusal.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The failure class and reason that a decision through `service` takes at once, without a
+    /// call, if the plugin refused its config or lacks the service.
+    fn refused(&self, service: &str) -> Option<(FailureClass, String)> {
+        match &*self.refusal.lock() {
+            None => None,
+            Some(Refusal::Describe(why)) => Some((FailureClass::Unavailable, why.clone())),
+            Some(
+                refusal @ Refusal::MissingService {
+                    authenticator,
+                    topic_filter,
+                },
+            ) => {
+                let missing = match service {
+                    AUTHENTICATOR_SERVICE => *authenticator,
+                    _ => *topic_filter,
+                };
+                missing.then(|| (FailureClass::Error, refusal.to_string()))
+            }
+        }
     }
 
     /// `Authenticator.Authenticate` under the deadline, breaker and fallback.
@@ -277,6 +447,9 @@ impl Plugin {
         // CONTINUE is an answer only where an exchange can take place: a CONNECT with an
         // Authentication Method.
         let enhanced = !request.auth_method.is_empty();
+        if let Some((class, why)) = self.refused(AUTHENTICATOR_SERVICE) {
+            return self.fail("authenticate", class, Some(&why));
+        }
         let result = self
             .call(async move {
                 let mut request = tonic::Request::new(request);
@@ -310,6 +483,9 @@ impl Plugin {
 
     /// `TopicFilter.CheckTopic` under the deadline, breaker and fallback.
     pub async fn check_topic(&self, request: pb::CheckTopicRequest) -> Answer {
+        if let Some((class, why)) = self.refused(TOPIC_FILTER_SERVICE) {
+            return self.fail("check_topic", class, Some(&why));
+        }
         let timeout = self.config.timeout;
         let channel = self.channel.clone();
         let result = self
@@ -400,44 +576,48 @@ impl Plugin {
                     reason_code: 0,
                 }
             }
-            Err(class) => {
-                bump(match class {
-                    FailureClass::Timeout => &self.stats.timeouts,
-                    FailureClass::Error => &self.stats.errors,
-                    FailureClass::Unavailable => &self.stats.unavailable,
-                });
-                bump(&self.stats.fallbacks);
-                let fallback = match class {
-                    FailureClass::Timeout => self.config.fallback.on_timeout,
-                    FailureClass::Error => self.config.fallback.on_error,
-                    FailureClass::Unavailable => self.config.fallback.on_unavailable,
-                };
-                warn!(alias = %self.alias, call = what, failure = ?class, ?fallback, "plugin call failed: fallback taken");
-                let vote = match fallback {
-                    Fallback::Allow => PluginVote::Allow,
-                    Fallback::Deny => PluginVote::Deny(format!(
-                        "plugin `{}` {class:?} (fallback deny)",
-                        self.alias
-                    )),
-                    Fallback::Ignore => PluginVote::Absent,
-                };
-                self.record_error(format!(
-                    "{what}: {} ({fallback:?} fallback taken)",
-                    match class {
-                        FailureClass::Timeout => "timed out",
-                        FailureClass::Error => "error or invalid answer",
-                        FailureClass::Unavailable => "unavailable",
-                    }
-                ));
-                Answer {
-                    vote,
-                    cache_for: None,
-                    grants: None,
-                    continues: false,
-                    auth_data: Vec::new(),
-                    reason_code: 0,
-                }
-            }
+            Err(class) => self.fail(what, class, None),
+        }
+    }
+
+    /// The answer of a failed call of kind `what`: counts it, logs it (with `why`, when the
+    /// call was not even made), records it as the last error and returns the fallback vote of
+    /// its class.
+    fn fail(&self, what: &'static str, class: FailureClass, why: Option<&str>) -> Answer {
+        bump(match class {
+            FailureClass::Timeout => &self.stats.timeouts,
+            FailureClass::Error => &self.stats.errors,
+            FailureClass::Unavailable => &self.stats.unavailable,
+        });
+        bump(&self.stats.fallbacks);
+        let fallback = match class {
+            FailureClass::Timeout => self.config.fallback.on_timeout,
+            FailureClass::Error => self.config.fallback.on_error,
+            FailureClass::Unavailable => self.config.fallback.on_unavailable,
+        };
+        let failure = match class {
+            FailureClass::Timeout => "timed out",
+            FailureClass::Error => "error or invalid answer",
+            FailureClass::Unavailable => "unavailable",
+        };
+        let why = why.unwrap_or(failure);
+        warn!(alias = %self.alias, call = what, failure = ?class, ?fallback, why, "plugin call failed: fallback taken");
+        let vote = match fallback {
+            Fallback::Allow => PluginVote::Allow,
+            Fallback::Deny => PluginVote::Deny(format!(
+                "plugin `{}` {class:?} (fallback deny)",
+                self.alias
+            )),
+            Fallback::Ignore => PluginVote::Absent,
+        };
+        self.record_error(format!("{what}: {why} ({fallback:?} fallback taken)"));
+        Answer {
+            vote,
+            cache_for: None,
+            grants: None,
+            continues: false,
+            auth_data: Vec::new(),
+            reason_code: 0,
         }
     }
 }

@@ -7,10 +7,13 @@
 //! | any `DENY`                   | deny                     | deny                      |
 //! | ≥ 1 `ALLOW`, no `DENY`       | allow                    | allow                     |
 //! | only `IGNORE` votes          | deny (no vote)           | deny (aMQTT: None denies) |
-//! | no voter (or all `Absent`)   | deny (no vote)           | allow (nothing to check)  |
+//! | no voter (or all `Absent`)   | deny (no vote)           | deny (no vote)            |
 //!
 //! `Absent` is what a plugin counts as when its failure fallback is `ignore`: as if it were not
-//! in the chain. `allow-anonymous` is one more voter in the authentication chain.
+//! in the chain. `allow-anonymous` is one more voter in the authentication chain. Both chains
+//! fail closed: a check in which nobody voted ALLOW denies, so a dead ACL plugin whose fallback
+//! is `ignore` closes every topic instead of opening them (a healthy plugin beside it still
+//! decides alone).
 
 use midge_proto::plugin::v1 as pb;
 
@@ -66,23 +69,18 @@ pub fn combine_auth(votes: impl IntoIterator<Item = PluginVote>) -> Result<(), S
     }
 }
 
-/// Combines topic-check votes of an enabled, non-empty chain. Returns whether the action is
-/// allowed.
+/// Combines topic-check votes of an enabled chain. Returns whether the action is allowed: no
+/// DENY and at least one ALLOW (an empty chain, all IGNORE or all `Absent` deny).
 pub fn combine_topic(votes: impl IntoIterator<Item = PluginVote>) -> bool {
-    let mut present = false;
     let mut allowed = false;
     for vote in votes {
         match vote {
             PluginVote::Deny(_) => return false,
-            PluginVote::Allow => {
-                present = true;
-                allowed = true;
-            }
-            PluginVote::Ignore => present = true,
-            PluginVote::Absent => {}
+            PluginVote::Allow => allowed = true,
+            PluginVote::Ignore | PluginVote::Absent => {}
         }
     }
-    allowed || !present
+    allowed
 }
 
 /// Reads a plugin's wire verdict. `CONTINUE` and unknown values are not valid answers to a
@@ -129,13 +127,15 @@ mod tests {
 
     #[test]
     fn topic_table() {
-        let cases: [(Vec<PluginVote>, bool); 9] = [
-            (vec![], true),
+        let cases: [(Vec<PluginVote>, bool); 11] = [
+            (vec![], false),
             (vec![Allow], true),
             (vec![Ignore], false),
             (vec![Ignore, Ignore], false),
             (vec![Allow, Ignore], true),
-            (vec![Absent], true),
+            (vec![Absent], false),
+            (vec![Absent, Absent], false),
+            (vec![Absent, Allow], true),
             (vec![Absent, Ignore], false),
             (vec![Allow, deny()], false),
             (vec![Absent, deny()], false),

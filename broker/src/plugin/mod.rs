@@ -38,7 +38,7 @@ use crate::config::{Config, Overflow as OverflowConfig};
 use crate::dispatch::Origin;
 use crate::message::Message;
 use cache::{AuthCache, TopicCache};
-pub use client::{Answer, FailureClass, Plugin, PluginStats};
+pub use client::{Answer, FailureClass, Plugin, PluginStats, Roles};
 use decision::{Action, PluginVote, combine_auth, combine_topic};
 use events::{EventPipeline, Overflow, PipelineHooks, PipelineSettings};
 use grants::Grants;
@@ -62,12 +62,22 @@ pub enum PluginError {
         reason: String,
     },
     /// A mandatory plugin did not answer `Describe` before its startup timeout.
-    #[error("mandatory plugin `{alias}` did not answer Describe within {timeout:?}")]
+    #[error("mandatory plugin `{alias}` did not answer Describe within {timeout:?}: {last_error}")]
     MandatoryUnavailable {
         /// The plugin's alias.
         alias: String,
         /// The startup timeout that passed.
         timeout: Duration,
+        /// What the last attempt saw (e.g. the plugin refusing its config).
+        last_error: String,
+    },
+    /// A mandatory plugin answered `Describe` without a service its chains need.
+    #[error("mandatory plugin `{alias}`: {reason}")]
+    MandatoryMissingService {
+        /// The plugin's alias.
+        alias: String,
+        /// Which service is missing.
+        reason: String,
     },
 }
 
@@ -131,11 +141,16 @@ impl PluginManager {
             };
             let pipeline = EventPipeline::new(Arc::from(alias.as_str()), settings);
             let index = u16::try_from(index).unwrap_or(u16::MAX);
+            let roles = Roles {
+                authenticator: config.auth.plugins.contains(alias),
+                topic_filter: config.topic_check.plugins.contains(alias),
+            };
             plugins.push(Arc::new(Plugin::new(
                 index,
                 alias,
                 plugin.clone(),
                 pipeline,
+                roles,
             )?));
         }
         let chain = |aliases: &[String]| -> Vec<Arc<Plugin>> {
@@ -202,6 +217,15 @@ impl PluginManager {
                 return Err(PluginError::MandatoryUnavailable {
                     alias: plugin.alias().to_string(),
                     timeout,
+                    last_error: plugin
+                        .last_error()
+                        .unwrap_or_else(|| "no answer".to_string()),
+                });
+            }
+            if let Some(reason) = plugin.missing_service() {
+                return Err(PluginError::MandatoryMissingService {
+                    alias: plugin.alias().to_string(),
+                    reason,
                 });
             }
         }
@@ -302,22 +326,21 @@ impl PluginManager {
                 return Some(granted);
             }
             // `combine_topic` folded as the votes are read, without copying them out.
-            let (mut present, mut allowed) = (false, false);
+            let mut allowed = false;
             for plugin in &self.topic_chain {
                 match view.vote(plugin.index(), action)? {
                     PluginVote::Deny(_) => {
                         bump(&plugin.stats().cache_hits);
                         return Some(false);
                     }
-                    PluginVote::Allow => (present, allowed) = (true, true),
-                    PluginVote::Ignore => present = true,
-                    PluginVote::Absent => {}
+                    PluginVote::Allow => allowed = true,
+                    PluginVote::Ignore | PluginVote::Absent => {}
                 }
             }
             for plugin in &self.topic_chain {
                 bump(&plugin.stats().cache_hits);
             }
-            Some(allowed || !present)
+            Some(allowed)
         })
     }
 
@@ -563,11 +586,15 @@ async fn supervise(
             match plugin.describe(crate::sys_topics::VERSION).await {
                 Ok(()) => break,
                 Err(status) => {
-                    plugin.record_error(format!("describe: {}", status.message()));
+                    let error = format!("describe: {:?}: {}", status.code(), status.message());
+                    plugin.record_error(error.clone());
                     if logged {
-                        debug!(alias = %plugin.alias(), %status, "plugin still unavailable");
+                        debug!(alias = %plugin.alias(), error, "plugin still unavailable");
+                    } else if status.code() == tonic::Code::InvalidArgument {
+                        warn!(alias = %plugin.alias(), endpoint = %plugin.config().endpoint, error, "plugin refused its config; its decisions take on-unavailable; retrying with backoff");
+                        logged = true;
                     } else {
-                        warn!(alias = %plugin.alias(), endpoint = %plugin.config().endpoint, %status, "plugin unavailable; retrying with backoff");
+                        warn!(alias = %plugin.alias(), endpoint = %plugin.config().endpoint, error, "plugin unavailable; retrying with backoff");
                         logged = true;
                     }
                 }
