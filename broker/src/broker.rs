@@ -161,14 +161,7 @@ impl Broker {
 /// what a config without an `auth` section inherits) on a listener that is not bound to
 /// loopback: anyone who can reach it may connect.
 fn warn_open_listeners(config: &crate::config::Config) {
-    if config.auth.allow_anonymous != Some(true) {
-        return;
-    }
-    for listener in config
-        .listeners
-        .iter()
-        .filter(|l| !l.bind.ip().is_loopback())
-    {
+    for listener in open_listeners(config) {
         warn!(
             listener = %listener.name,
             bind = %listener.bind,
@@ -176,6 +169,17 @@ fn warn_open_listeners(config: &crate::config::Config) {
              set `auth: {{allow-anonymous: false}}` or list auth plugins to require credentials"
         );
     }
+}
+
+/// The listeners [`warn_open_listeners`] warns about.
+fn open_listeners(
+    config: &crate::config::Config,
+) -> impl Iterator<Item = &crate::config::ListenerConfig> {
+    let anonymous = config.auth.allow_anonymous == Some(true);
+    config
+        .listeners
+        .iter()
+        .filter(move |l| anonymous && !l.bind.ip().is_loopback())
 }
 
 /// Start, serve until `shutdown`, and close every client. Plugin tasks keep running.
@@ -261,5 +265,35 @@ async fn expire_sessions(ctx: Arc<BrokerContext>, shutdown: CancellationToken) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::from_yaml;
+
+    fn open(yaml: &str) -> Vec<String> {
+        let config = from_yaml(yaml, "t.yaml").expect("valid");
+        open_listeners(&config).map(|l| l.name.clone()).collect()
+    }
+
+    #[test]
+    fn anonymous_clients_on_a_public_listener_are_warned_about() {
+        let listeners = "listeners:\n  - {name: public, kind: tcp, bind: '0.0.0.0:1883'}\n  - {name: local, kind: tcp, bind: '127.0.0.1:1884'}\n  - {name: v6, kind: tcp, bind: '[::]:1885'}\n";
+        // No `auth` section inherits allow-anonymous: true.
+        assert_eq!(open(listeners), ["public", "v6"]);
+        assert_eq!(
+            open(&format!("{listeners}auth: {{allow-anonymous: true}}\n")),
+            ["public", "v6"]
+        );
+        assert!(open(&format!("{listeners}auth: {{allow-anonymous: false}}\n")).is_empty());
+        // The embedded default listens on 0.0.0.0 with anonymous clients: warned.
+        assert_eq!(
+            open_listeners(&Config::default())
+                .map(|l| l.name.as_str())
+                .collect::<Vec<_>>(),
+            ["default"]
+        );
     }
 }

@@ -367,6 +367,18 @@ impl State {
 struct Handler(Arc<State>);
 
 impl Authenticator for Handler {
+    /// Refuses a config section with a `refuse` key, the way a real plugin refuses a misspelt
+    /// key: INVALID_ARGUMENT naming it (anything else is accepted, as before).
+    async fn on_configure(&self, config: &midge_plugin::PluginConfig) -> Result<(), Status> {
+        match config.to_json().get("refuse") {
+            Some(key) => Err(Status::invalid_argument(format!(
+                "unknown field `{}`",
+                key.as_str().unwrap_or("refuse")
+            ))),
+            None => Ok(()),
+        }
+    }
+
     async fn authenticate(&self, req: AuthRequest) -> Result<Decision, Status> {
         let rule = Arc::clone(&*lock(&self.0.auth_rule));
         let reply = rule(&req);

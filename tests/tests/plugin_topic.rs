@@ -1,20 +1,22 @@
 //! Topic checks through real plugins (`topic.proto`): disabled, the decision rule, what a DENY
-//! does to SUBSCRIBE, PUBLISH and RECEIVE (retained replay included), the per-session cache
-//! and the circuit breaker.
+//! does to SUBSCRIBE, PUBLISH and RECEIVE (retained replay included), the per-session cache,
+//! the circuit breaker, and failing closed when every plugin abstains by fallback.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use midge_plugin::{Action, Status};
-use midge_tests::plugin::{Reply, TestPlugin, broker_yaml};
+use midge_tests::plugin::{Reply, TestPlugin, broker_yaml, free_port, plugin_yaml};
 use midge_tests::raw::{Connect, Publish, Read};
 use midge_tests::{RawClient, TestBroker};
 
 /// SUBACK failure return code (MQTT 3.1.1).
 const FAILURE: u8 = 0x80;
 
-/// A broker whose topic-check chain is `plugins` (alias `p0`, `p1`, ...), checks `enable`d.
+/// A broker with `plugins` defined (alias `p0`, `p1`, ...): with `enable`, they are its
+/// topic-check chain; without, topic checks are off (and the chain empty: plugins listed with
+/// checks off are refused at load).
 async fn broker(plugins: &[&TestPlugin], enable: bool, extra: &str) -> TestBroker {
     let aliases: Vec<String> = (0..plugins.len()).map(|i| format!("p{i}")).collect();
     let entries: Vec<String> = plugins
@@ -22,12 +24,31 @@ async fn broker(plugins: &[&TestPlugin], enable: bool, extra: &str) -> TestBroke
         .zip(&aliases)
         .map(|(p, alias)| p.yaml(alias, extra))
         .collect();
+    let chain = if enable { aliases.join(", ") } else { String::new() };
     let yaml = broker_yaml(
         &entries,
-        &format!(
-            "topic-check:\n  enable: {enable}\n  plugins: [{}]\n",
-            aliases.join(", ")
-        ),
+        &format!("topic-check:\n  enable: {enable}\n  plugins: [{chain}]\n"),
+    );
+    TestBroker::start(&yaml).await
+}
+
+/// A broker whose topic-check chain is a live plugin `alive` (alias `alive`, may be `None`)
+/// and a dead endpoint `dead` whose every fallback is `ignore`.
+async fn broker_with_dead_acl(alive: Option<&TestPlugin>) -> TestBroker {
+    let dead = plugin_yaml(
+        "dead",
+        &format!("http://127.0.0.1:{}", free_port()),
+        "timeout: 200ms\nfallback: {on-timeout: ignore, on-error: ignore, on-unavailable: ignore}",
+    );
+    let mut entries = vec![dead];
+    let mut chain = String::from("dead");
+    if let Some(alive) = alive {
+        entries.push(alive.yaml("alive", ""));
+        chain.push_str(", alive");
+    }
+    let yaml = broker_yaml(
+        &entries,
+        &format!("topic-check:\n  enable: true\n  plugins: [{chain}]\n"),
     );
     TestBroker::start(&yaml).await
 }
@@ -455,4 +476,44 @@ async fn an_open_breaker_answers_without_waiting_for_the_deadline() {
         2,
         "only the first two reached the plugin"
     );
+}
+
+#[tokio::test]
+async fn a_dead_acl_whose_fallback_is_ignore_closes_every_topic() {
+    // The only ACL plugin is down and abstains by fallback: nobody voted ALLOW, so nothing is
+    // allowed (before the fail-closed rule this opened every topic).
+    let broker = broker_with_dead_acl(None).await;
+    let mut sub = RawClient::connected(broker.mqtt_addr(), "sub").await;
+    assert_eq!(sub.subscribe(1, &[("open/#", 0)]).await, [FAILURE]);
+    let mut publisher = RawClient::connected(broker.mqtt_addr(), "pub").await;
+    publish(&mut publisher, "open/retained", "r", true, 1).await;
+    let mut late = RawClient::connected(broker.mqtt_addr(), "late").await;
+    assert_eq!(late.subscribe(1, &[("open/#", 0)]).await, [FAILURE]);
+    nothing_more(&mut late).await;
+    nothing_more(&mut sub).await;
+    broker
+        .wait_for_log("the ignore fallback logged", |l| {
+            l.contains("fallback taken") && l.contains("\"alias\":\"dead\"")
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn a_dead_acl_whose_fallback_is_ignore_leaves_a_healthy_plugin_to_decide() {
+    // `ignore` still means "this plugin abstains": beside a healthy plugin, the chain behaves
+    // as if the dead one were not there.
+    let alive = TestPlugin::start().await;
+    alive.on_topic(|req| match req.topic.as_str() {
+        t if t.starts_with("no/") => Reply::deny(),
+        _ => Reply::allow(),
+    });
+    let broker = broker_with_dead_acl(Some(&alive)).await;
+    let mut sub = RawClient::connected(broker.mqtt_addr(), "sub").await;
+    assert_eq!(
+        sub.subscribe(1, &[("ok/#", 0), ("no/#", 0)]).await,
+        [0, FAILURE]
+    );
+    let mut publisher = RawClient::connected(broker.mqtt_addr(), "pub").await;
+    publish(&mut publisher, "ok/1", "one", false, 1).await;
+    assert_eq!(next_publish(&mut sub).await.topic, "ok/1");
 }
