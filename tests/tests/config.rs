@@ -101,15 +101,24 @@ async fn check_config_refuses_checks_and_auth_that_would_fail_open_or_silently()
     let listener = "listeners:\n  - name: default\n    kind: tcp\n    bind: 127.0.0.1:0\n";
     // Topic checks on with nobody to ask: refused, with the hint.
     let stderr = assert_refused(&format!("{listener}topic-check:\n  enable: true\n"), 6..=6).await;
-    assert!(stderr.contains("list topic-check plugins or set `enable: false`"), "{stderr}");
+    assert!(
+        stderr.contains("list topic-check plugins or set `enable: false`"),
+        "{stderr}"
+    );
     // Topic-check plugins listed but never asked.
     let plugins = "plugins:\n  acl: {endpoint: 'http://127.0.0.1:1'}\n";
-    let stderr =
-        assert_refused(&format!("{listener}{plugins}topic-check:\n  plugins: [acl]\n"), 8..=8).await;
+    let stderr = assert_refused(
+        &format!("{listener}{plugins}topic-check:\n  plugins: [acl]\n"),
+        8..=8,
+    )
+    .await;
     assert!(stderr.contains("`enable` is false"), "{stderr}");
     // An auth section that would refuse every client.
     let stderr = assert_refused(&format!("{listener}auth:\n  plugins: []\n"), 6..=6).await;
-    assert!(stderr.contains("neither `allow-anonymous` nor plugins"), "{stderr}");
+    assert!(
+        stderr.contains("neither `allow-anonymous` nor plugins"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

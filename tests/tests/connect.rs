@@ -142,20 +142,6 @@ async fn anonymous_refused_with_0x05_when_not_allowed() {
 }
 
 #[tokio::test]
-async fn no_vote_refuses_everyone_with_0x05() {
-    // `auth` without allow-anonymous and without plugins: nobody votes, so nobody gets in.
-    let broker = TestBroker::start(&auth_config("auth:\n  plugins: []\n")).await;
-    for connect in [
-        Connect::new("anon"),
-        Connect::new("named").username("alice").password(b"pw"),
-    ] {
-        let (mut client, ack) = RawClient::connect(broker.mqtt_addr(), &connect).await;
-        assert_eq!(ack.code, 0x05, "{connect:?}");
-        client.expect_closed().await;
-    }
-}
-
-#[tokio::test]
 async fn silent_client_is_closed_by_the_connect_timeout() {
     let broker = TestBroker::start(&tcp_config("connect-timeout: 1s", "")).await;
     let mut silent = RawClient::tcp(broker.mqtt_addr()).await;

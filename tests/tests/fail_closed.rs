@@ -88,10 +88,7 @@ async fn a_plugins_events_config_narrows_and_never_widens() {
     // The plugin asks for connects only; the config lists connects and disconnects.
     let sink = RawEventSink::start(&[pb::EventKind::ClientConnected]).await;
     let yaml = broker_yaml(
-        &[sink.yaml(
-            "sink",
-            "events: [client_connected, client_disconnected]",
-        )],
+        &[sink.yaml("sink", "events: [client_connected, client_disconnected]")],
         "",
     );
     let broker = TestBroker::start(&yaml).await;
@@ -113,9 +110,7 @@ async fn a_plugins_events_config_narrows_and_never_widens() {
     .await;
     let kinds: Vec<pb::EventKind> = sink.deliveries().iter().map(|d| d.event.kind()).collect();
     assert!(
-        kinds
-            .iter()
-            .all(|k| *k == pb::EventKind::ClientConnected),
+        kinds.iter().all(|k| *k == pb::EventKind::ClientConnected),
         "only what the plugin asked for: {kinds:?}"
     );
 }

@@ -149,8 +149,13 @@ async fn a_single_ignoring_plugin_refuses() {
 }
 
 #[tokio::test]
-async fn no_plugins_and_no_allow_anonymous_refuses_everyone() {
-    let broker = TestBroker::start(&broker_yaml(&[], "auth: {}\n")).await;
+async fn a_chain_where_nobody_votes_refuses_everyone() {
+    // No allow-anonymous and one plugin that abstains on everything: nobody votes ALLOW. (With
+    // no plugin at all the config itself is refused at load: see `config.rs`.)
+    let plugin = TestPlugin::start().await;
+    plugin.on_auth(|_| Reply::ignore());
+    let yaml = broker_yaml(&[plugin.yaml("p", "")], "auth:\n  plugins: [p]\n");
+    let broker = TestBroker::start(&yaml).await;
     assert_eq!(
         connack(&broker, client("c", Some("u"))).await,
         NOT_AUTHORIZED

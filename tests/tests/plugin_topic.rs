@@ -24,7 +24,11 @@ async fn broker(plugins: &[&TestPlugin], enable: bool, extra: &str) -> TestBroke
         .zip(&aliases)
         .map(|(p, alias)| p.yaml(alias, extra))
         .collect();
-    let chain = if enable { aliases.join(", ") } else { String::new() };
+    let chain = if enable {
+        aliases.join(", ")
+    } else {
+        String::new()
+    };
     let yaml = broker_yaml(
         &entries,
         &format!("topic-check:\n  enable: {enable}\n  plugins: [{chain}]\n"),

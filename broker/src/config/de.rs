@@ -608,14 +608,18 @@ impl Default for RawTopicCheck {
 
 impl<'de> Deserialize<'de> for TopicCheckConfig {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        checked_map(deserializer, "the topic-check section", |raw: RawTopicCheck| {
-            let config = TopicCheckConfig {
-                enable: raw.enable,
-                plugins: raw.plugins,
-            };
-            check_topic_check(&config, auth_has_plugins())?;
-            Ok(config)
-        })
+        checked_map(
+            deserializer,
+            "the topic-check section",
+            |raw: RawTopicCheck| {
+                let config = TopicCheckConfig {
+                    enable: raw.enable,
+                    plugins: raw.plugins,
+                };
+                check_topic_check(&config, auth_has_plugins())?;
+                Ok(config)
+            },
+        )
     }
 }
 
@@ -624,17 +628,24 @@ impl<'de> Deserialize<'de> for TopicCheckConfig {
 /// enabled with no plugin to ask are refused unless `auth` lists plugins, whose session grants
 /// are then the only source of topic permissions (everything they do not grant is denied).
 /// `auth_has_plugins` is `None` when not known yet (the whole-config check runs it again).
-fn check_topic_check(config: &TopicCheckConfig, auth_has_plugins: Option<bool>) -> Result<(), String> {
+fn check_topic_check(
+    config: &TopicCheckConfig,
+    auth_has_plugins: Option<bool>,
+) -> Result<(), String> {
     if !config.enable && !config.plugins.is_empty() {
-        return Err("plugins are listed but `enable` is false, so they would never be asked; \
+        return Err(
+            "plugins are listed but `enable` is false, so they would never be asked; \
                     set `enable: true` to check topics, or remove the plugins"
-            .into());
+                .into(),
+        );
     }
     if config.enable && config.plugins.is_empty() && auth_has_plugins == Some(false) {
-        return Err("`enable: true` with no plugins, and no auth plugins that could grant \
+        return Err(
+            "`enable: true` with no plugins, and no auth plugins that could grant \
                     topics, so every topic would be denied; list topic-check plugins or set \
                     `enable: false`"
-            .into());
+                .into(),
+        );
     }
     Ok(())
 }

@@ -45,8 +45,11 @@ fn omitted_sections_keep_the_default_and_omitted_keys_take_theirs() {
     );
     assert_eq!(config.listeners, Config::default().listeners);
 
-    let config = from_yaml("auth: {plugins: [a]}\nplugins: {a: {endpoint: 'http://h:1'}}\n", "t.yaml")
-        .expect("valid");
+    let config = from_yaml(
+        "auth: {plugins: [a]}\nplugins: {a: {endpoint: 'http://h:1'}}\n",
+        "t.yaml",
+    )
+    .expect("valid");
     assert_eq!(
         config.auth.allow_anonymous, None,
         "allow-anonymous omitted: no vote"
@@ -776,11 +779,18 @@ fn auth_and_topic_check_that_would_fail_open_or_silently_are_refused() {
         let err = from_yaml(text, "c.yaml").expect_err(text);
         assert_eq!(err.line, Some(line), "{text}: {err}");
         assert!(err.reason.contains(reason), "{text}: {err}");
-        assert!(err.to_string().starts_with(&format!("c.yaml:{line}:")), "{err}");
+        assert!(
+            err.to_string().starts_with(&format!("c.yaml:{line}:")),
+            "{err}"
+        );
     };
     let plugin = "plugins:\n  p: {endpoint: 'http://h:1'}\n";
     // Checks enabled with nobody to ask (and no authenticator that could grant topics).
-    refused("topic-check: {enable: true}\n", 1, "`enable: true` with no plugins");
+    refused(
+        "topic-check: {enable: true}\n",
+        1,
+        "`enable: true` with no plugins",
+    );
     refused(
         "sys-interval: 1s\ntopic-check:\n  enable: true\n  plugins: []\n",
         3,

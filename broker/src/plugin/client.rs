@@ -604,10 +604,9 @@ impl Plugin {
         warn!(alias = %self.alias, call = what, failure = ?class, ?fallback, why, "plugin call failed: fallback taken");
         let vote = match fallback {
             Fallback::Allow => PluginVote::Allow,
-            Fallback::Deny => PluginVote::Deny(format!(
-                "plugin `{}` {class:?} (fallback deny)",
-                self.alias
-            )),
+            Fallback::Deny => {
+                PluginVote::Deny(format!("plugin `{}` {class:?} (fallback deny)", self.alias))
+            }
             Fallback::Ignore => PluginVote::Absent,
         };
         self.record_error(format!("{what}: {why} ({fallback:?} fallback taken)"));
