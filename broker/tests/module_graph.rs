@@ -39,7 +39,6 @@ const KNOWN_CYCLES: &[&[&str]] = &[
         "codec::v4",
         "codec::v5",
     ],
-    &["config::de", "config::plugin"],
 ];
 
 /// Modules outside `plugin` and `admin` that still use `midge_proto` (to be removed, as

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use super::TlsConfig;
-use super::de::{checked_map, socket_addr};
+use super::check::checked_map;
+use super::de::socket_addr;
 
 /// Default `admin.bind`: loopback only.
 pub const DEFAULT_ADMIN_BIND: SocketAddr =

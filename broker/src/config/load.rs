@@ -6,7 +6,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::{Config, de};
+use super::{Config, aliases};
 
 /// Why a config file could not be used, and where in it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,8 +78,8 @@ pub fn from_yaml(text: &str, origin: &str) -> Result<Config, ConfigError> {
 /// If the first pass fails, the second reports the problem (or, should it somehow succeed,
 /// still checks the aliases, reporting at the top of the file).
 fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let scan = serde_yaml::from_str::<de::AliasScan>(text).ok();
-    de::with_defined_aliases(scan, || serde_yaml::from_str(text)).map_err(|err| {
+    let scan = serde_yaml::from_str::<aliases::AliasScan>(text).ok();
+    aliases::with_defined_aliases(scan, || serde_yaml::from_str(text)).map_err(|err| {
         let message = err.to_string();
         let (line, column, reason) = match err.location() {
             Some(at) => {

@@ -10,6 +10,9 @@
 //! `file:line:column: reason`.
 
 mod admin;
+mod aliases;
+mod chains;
+mod check;
 mod de;
 mod duration;
 mod load;

@@ -14,7 +14,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::de::{bounded, checked_map};
+use super::check::{bounded, checked_map};
 use super::duration;
 
 /// Default `timeout` of a plugin.
