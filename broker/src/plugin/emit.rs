@@ -9,6 +9,7 @@ use midge_proto::plugin::v1 as pb;
 use pb::event::Body;
 use prost::Message as _;
 
+use super::fields::{self, event, message, message_event, timestamp};
 use super::wire::{SliceWriter, delimited_len, text_len, varint_len};
 use crate::codec::ProtocolVersion;
 use crate::dispatch::Origin;
@@ -154,10 +155,10 @@ pub fn message_body(kind: pb::EventKind, event: pb::MessageEvent) -> Option<Body
 /// The field number of a message event kind's `Event.body` variant (see `events.proto`).
 fn message_body_field(kind: pb::EventKind) -> Option<u32> {
     match kind {
-        pb::EventKind::MessageReceived => Some(18),
-        pb::EventKind::MessageBroadcast => Some(19),
-        pb::EventKind::RetainedStored => Some(20),
-        pb::EventKind::RetainedCleared => Some(21),
+        pb::EventKind::MessageReceived => Some(fields::event::MESSAGE_RECEIVED),
+        pb::EventKind::MessageBroadcast => Some(fields::event::MESSAGE_BROADCAST),
+        pb::EventKind::RetainedStored => Some(fields::event::RETAINED_STORED),
+        pb::EventKind::RetainedCleared => Some(fields::event::RETAINED_CLEARED),
         _ => None,
     }
 }
@@ -225,43 +226,47 @@ impl<'a> MessageEvent<'a> {
         let payload_size = u64::from(u32::try_from(msg.payload.len()).unwrap_or(u32::MAX));
         let qos = msg.qos as u64;
         // pb::Message
-        let message_len = text_len(1, topic)
-            + text_len(2, data)
-            + varint_len(3, payload_size)
-            + varint_len(4, qos)
-            + varint_len(5, u64::from(msg.retain))
-            + props_len.map_or(0, |len| delimited_len(6, len));
+        let message_len = text_len(message::TOPIC, topic)
+            + text_len(message::PAYLOAD, data)
+            + varint_len(message::PAYLOAD_SIZE, payload_size)
+            + varint_len(message::QOS, qos)
+            + varint_len(message::RETAIN, u64::from(msg.retain))
+            + props_len.map_or(0, |len| delimited_len(message::PROPERTIES, len));
         // pb::MessageEvent: `username` is `optional` (written when present, even empty),
         // `message` is always present.
-        let event_len = text_len(1, origin.client_id.as_bytes())
-            + origin.username.map_or(0, |u| delimited_len(2, u.len()))
-            + delimited_len(3, message_len);
+        let event_len = text_len(message_event::CLIENT_ID, origin.client_id.as_bytes())
+            + origin
+                .username
+                .map_or(0, |u| delimited_len(message_event::USERNAME, u.len()))
+            + delimited_len(message_event::MESSAGE, message_len);
         // pb::Event: `time` (int64 seconds, int32 nanos; both non-negative here) and the body.
         let seconds = since_epoch.as_secs();
         let nanos = u64::from(since_epoch.subsec_nanos());
-        let time_len = varint_len(1, seconds) + varint_len(2, nanos);
-        let total = delimited_len(2, time_len) + delimited_len(self.body_field, event_len);
+        let time_len =
+            varint_len(timestamp::SECONDS, seconds) + varint_len(timestamp::NANOS, nanos);
+        let total =
+            delimited_len(event::TIME, time_len) + delimited_len(self.body_field, event_len);
 
         let start = out.len();
         out.resize(start + total, 0);
         let mut w = SliceWriter::new(&mut out[start..]);
-        w.delimited_head(2, time_len);
-        w.varint(1, seconds);
-        w.varint(2, nanos);
+        w.delimited_head(event::TIME, time_len);
+        w.varint(timestamp::SECONDS, seconds);
+        w.varint(timestamp::NANOS, nanos);
         w.delimited_head(self.body_field, event_len);
-        w.text(1, origin.client_id.as_bytes());
+        w.text(message_event::CLIENT_ID, origin.client_id.as_bytes());
         if let Some(username) = origin.username {
-            w.delimited_head(2, username.len());
+            w.delimited_head(message_event::USERNAME, username.len());
             w.bytes(username.as_bytes());
         }
-        w.delimited_head(3, message_len);
-        w.text(1, topic);
-        w.text(2, data);
-        w.varint(3, payload_size);
-        w.varint(4, qos);
-        w.varint(5, u64::from(msg.retain));
+        w.delimited_head(message_event::MESSAGE, message_len);
+        w.text(message::TOPIC, topic);
+        w.text(message::PAYLOAD, data);
+        w.varint(message::PAYLOAD_SIZE, payload_size);
+        w.varint(message::QOS, qos);
+        w.varint(message::RETAIN, u64::from(msg.retain));
         if let (Some(p), Some(len)) = (&props, props_len) {
-            w.delimited_head(6, len);
+            w.delimited_head(message::PROPERTIES, len);
             p.encode_raw(&mut w.rest());
             w.skip(len);
         }

@@ -17,6 +17,7 @@ pub mod client;
 pub mod decision;
 pub mod emit;
 pub mod events;
+mod fields;
 pub mod grants;
 mod tls;
 pub mod watch;

@@ -22,10 +22,9 @@ use prost::encoding::{WireType, encoded_len_varint};
 use super::{Overflow, PipelineSettings, PipelineStats};
 use crate::plugin::wire::SliceWriter;
 
-/// Field number of `Event.sequence`.
-const SEQUENCE_FIELD: u32 = 1;
-/// Field number of `EventBatch.events`.
-const EVENTS_FIELD: u32 = 2;
+use crate::plugin::fields::{
+    event::SEQUENCE as SEQUENCE_FIELD, event_batch::EVENTS as EVENTS_FIELD,
+};
 /// Size of a fresh arena block (see the module docs); an event larger than what is left of
 /// the block gets a block of its own size.
 const ARENA_BLOCK: usize = 64 * 1024;
