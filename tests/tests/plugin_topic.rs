@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use midge_plugin::{Action, Status};
+use midge_plugin::{Action, Status, pb};
 use midge_tests::plugin::{Reply, TestPlugin, broker_yaml};
+use midge_tests::raw::packet::{self, PUBACK, PUBREC};
+use midge_tests::raw::v5::{Decode5, Publish5, V5Client, ack, reason};
 use midge_tests::raw::{Connect, Publish, Read};
 use midge_tests::{RawClient, TestBroker};
+use pb::EventKind as K;
 
 /// SUBACK failure return code (MQTT 3.1.1).
 const FAILURE: u8 = 0x80;
@@ -187,6 +190,116 @@ async fn a_denied_publish_is_acked_but_neither_delivered_nor_retained() {
     assert_eq!((replay.topic.as_str(), replay.retain), ("p/marker", true));
     publish(&mut publisher, "p/end", "end", false, 3).await;
     assert_eq!(next_publish(&mut late).await.topic, "p/end");
+}
+
+// ---- The PUBLISH moment (topic.proto, events.proto, docs/plugins.md) ---------------------------
+
+/// Sends `bytes` (a PUBLISH on `topic` with packet id `id`) from `client` while `plugin` holds
+/// its answers, and checks the moment of `message_received`: it reaches the plugin while the
+/// PUBLISH check is still unanswered, and no `message_broadcast` and no acknowledgement (packet
+/// type `ack_kind`) has left the broker yet. Then releases the check and returns the
+/// acknowledgement, which can only come after the check.
+async fn publish_while_the_check_is_held(
+    plugin: &TestPlugin,
+    client: &mut RawClient,
+    bytes: &[u8],
+    topic: &str,
+    ack_kind: u8,
+    id: u16,
+) -> packet::Packet {
+    plugin.hold_answers();
+    let checks = plugin.topic_calls().len();
+    client.send_ok(bytes).await;
+    plugin.wait_for_topic_calls(checks + 1).await;
+    let pending = plugin.topic_calls().remove(checks);
+    assert_eq!(
+        (pending.action, pending.topic.as_str()),
+        (Action::Publish, topic),
+        "the PUBLISH check is the call the plugin holds"
+    );
+    plugin
+        .wait_for_event("message_received while the check is pending", |r| {
+            r.is_message(K::MessageReceived, topic)
+        })
+        .await;
+    assert!(
+        plugin
+            .events_where(|r| r.is_message(K::MessageBroadcast, topic))
+            .is_empty(),
+        "message_broadcast before the PUBLISH check answered"
+    );
+    match client.next(Duration::from_millis(300)).await {
+        Read::TimedOut => {}
+        other => panic!("the broker answered before its PUBLISH check did: {other:?}"),
+    }
+    plugin.release_answers();
+    client.wait_for(ack_kind, Some(id)).await
+}
+
+#[tokio::test]
+async fn message_received_precedes_the_publish_check_and_the_ack_carries_its_outcome() {
+    // The one moment stated in topic.proto, events.proto, docs/plugins.md and
+    // docs/architecture.md: `message_received` is queued when the PUBLISH has been read, before
+    // the PUBLISH check; the PUBACK / PUBREC is sent after the check (and the routing), so it
+    // reports the decision to an MQTT 5 publisher.
+    let plugin = TestPlugin::start().await;
+    plugin.on_topic(|req| {
+        if req.action == Action::Publish && req.topic.ends_with("/denied") {
+            Reply::deny()
+        } else {
+            Reply::allow()
+        }
+    });
+    // The held check must not run into the deadline.
+    let broker = broker(&[&plugin], true, "timeout: 10s").await;
+    let mut sub = RawClient::connected(broker.mqtt_addr(), "sub").await;
+    assert_eq!(sub.subscribe(1, &[("m/#", 0)]).await, [0]);
+
+    // MQTT 5, QoS 1, denied: PUBACK 0x87 after the check; no broadcast, no delivery.
+    let mut v5 = V5Client::connected(broker.mqtt_addr(), "pub5").await;
+    let denied = Publish5::new("m/v5/denied", b"no").qos(1, 1).encode();
+    let puback =
+        publish_while_the_check_is_held(&plugin, &mut v5, &denied, "m/v5/denied", PUBACK, 1).await;
+    assert_eq!(puback.ack5().reason, reason::NOT_AUTHORIZED);
+
+    // MQTT 5, QoS 2, allowed: PUBREC 0x00 after the check, then message_broadcast and delivery.
+    let allowed = Publish5::new("m/v5/allowed", b"yes").qos(2, 2).encode();
+    let pubrec =
+        publish_while_the_check_is_held(&plugin, &mut v5, &allowed, "m/v5/allowed", PUBREC, 2)
+            .await;
+    assert_eq!(pubrec.ack5().reason, reason::SUCCESS);
+    v5.send_ok(&ack(packet::PUBREL, 2, 0)).await;
+    v5.wait_for(packet::PUBCOMP, Some(2)).await;
+    assert_eq!(next_publish(&mut sub).await.topic, "m/v5/allowed");
+
+    // MQTT 3.1.1, QoS 1, denied: a plain PUBACK, also only after the check.
+    let mut v4 = RawClient::connected(broker.mqtt_addr(), "pub4").await;
+    let denied = Publish::new("m/v4/denied", b"no").qos(1, 3).encode();
+    let puback =
+        publish_while_the_check_is_held(&plugin, &mut v4, &denied, "m/v4/denied", PUBACK, 3).await;
+    assert_eq!(puback.packet_id(), 3);
+    v4.ping().await;
+    nothing_more(&mut sub).await;
+
+    let received = plugin.wait_for_event("the allowed message's broadcast", |r| {
+        r.is_message(K::MessageBroadcast, "m/v5/allowed")
+    });
+    let broadcast = received.await;
+    let of_allowed = plugin.events_where(|r| r.topic() == Some("m/v5/allowed"));
+    assert_eq!(
+        of_allowed.iter().map(|r| r.kind()).collect::<Vec<_>>(),
+        [K::MessageReceived, K::MessageBroadcast],
+        "received, then broadcast"
+    );
+    assert!(of_allowed[0].sequence < broadcast.sequence);
+    for denied in ["m/v5/denied", "m/v4/denied"] {
+        let kinds: Vec<K> = plugin
+            .events_where(|r| r.topic() == Some(denied))
+            .iter()
+            .map(|r| r.kind())
+            .collect();
+        assert_eq!(kinds, [K::MessageReceived], "{denied}: received only");
+    }
 }
 
 #[tokio::test]
