@@ -167,7 +167,7 @@ async fn a_denied_publish_is_acked_but_neither_delivered_nor_retained() {
     let mut sub = RawClient::connected(broker.mqtt_addr(), "sub").await;
     assert_eq!(sub.subscribe(1, &[("p/#", 0)]).await, [0]);
     let mut publisher = RawClient::connected(broker.mqtt_addr(), "pub").await;
-    // `publish` waits for the PUBACK: the publisher is not told about the denial.
+    // `publish` waits for the PUBACK: an MQTT 3.1.1 publisher is not told about the denial.
     publish(&mut publisher, "p/secret", "no", true, 1).await;
     publish(&mut publisher, "p/marker", "yes", true, 2).await;
     assert_eq!(next_publish(&mut sub).await.topic, "p/marker");
