@@ -102,9 +102,11 @@ impl Broker {
     /// listeners are bound (health SERVING), `broker_post_start` is sent and awaited.
     /// The admin API and the metrics are served until the very end; health turns NOT_SERVING
     /// as soon as `shutdown` is cancelled.
-    /// Shutdown: `broker_pre_shutdown` (awaited), stop accepting, close every connection (no
-    /// wills for a broker shutdown), wait for connection tasks, drain event queues, send
-    /// `broker_post_shutdown` (awaited), stop the plugin tasks.
+    /// Shutdown: the listeners stop accepting as soon as `shutdown` is cancelled;
+    /// `broker_pre_shutdown` is sent once `broker_post_start` was acknowledged and is awaited
+    /// while connected clients are still served; then every connection is closed (no wills for
+    /// a broker shutdown), connection tasks are awaited, event queues drained,
+    /// `broker_post_shutdown` sent (awaited) and the plugin tasks stopped.
     ///
     /// # Errors
     /// A mandatory plugin that does not come up, or a listener that cannot be bound, fails the

@@ -12,8 +12,8 @@ use crate::{Decision, PluginConfig, Verdict};
 /// The broker asks every listed authenticator concurrently: any [`Verdict::Deny`] denies,
 /// otherwise at least one [`Verdict::Allow`] allows, [`Verdict::Ignore`] abstains, and no vote at
 /// all denies (`auth.allow-anonymous` votes too). Returning an `Err` is safe: the broker applies
-/// the alias's `on-error` fallback (deny by default), so answer `Ignore` only when the client is
-/// none of this plugin's business.
+/// the alias's fallback for the status (`on-error`, deny by default; see "Errors" below), so
+/// answer `Ignore` only when the client is none of this plugin's business.
 ///
 /// Implement it with plain `async fn`s:
 ///
@@ -38,7 +38,9 @@ pub trait Authenticator: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// An error status makes the broker take the alias's `on-error` fallback.
+    /// An error status makes the broker take the alias's fallback for it: `on-timeout` for
+    /// `DEADLINE_EXCEEDED` and `CANCELLED`, `on-unavailable` for `UNAVAILABLE`, `on-error` for
+    /// any other status (`plugin.proto`, "Fallbacks").
     fn authenticate(
         &self,
         req: AuthRequest,

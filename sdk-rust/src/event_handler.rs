@@ -162,7 +162,8 @@ pub trait EventHandler: Send + Sync + 'static {
         async { Ok(()) }
     }
 
-    /// A client's PUBLISH after its QoS ack, before the topic check (denied ones too).
+    /// A client's PUBLISH once read: before the PUBLISH topic check and before its PUBACK /
+    /// PUBREC (denied ones too; `events.proto`, EVENT_KIND_MESSAGE_RECEIVED).
     fn on_message_received(
         &self,
         ctx: &Context,
@@ -171,7 +172,8 @@ pub trait EventHandler: Send + Sync + 'static {
         async { Ok(()) }
     }
 
-    /// A message that passed the PUBLISH topic check, before routing and retaining.
+    /// A message that passed the PUBLISH topic check, before retaining and routing and before
+    /// its PUBACK / PUBREC.
     fn on_message_broadcast(
         &self,
         ctx: &Context,

@@ -42,7 +42,9 @@ pub trait TopicChecker: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// An error status makes the broker take the alias's `on-error` fallback.
+    /// An error status makes the broker take the alias's fallback for it: `on-timeout` for
+    /// `DEADLINE_EXCEEDED` and `CANCELLED`, `on-unavailable` for `UNAVAILABLE`, `on-error` for
+    /// any other status (`plugin.proto`, "Fallbacks").
     fn check_topic(
         &self,
         req: TopicRequest,

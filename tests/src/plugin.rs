@@ -3,7 +3,8 @@
 //! - [`TestPlugin`]: a plugin built with the `midge-plugin` SDK ([`midge_plugin::Server`]),
 //!   serving `Authenticator`, `TopicFilter` and `EventSink` on `127.0.0.1:0`. The test scripts
 //!   its answers ([`TestPlugin::on_auth`], [`TestPlugin::on_topic`]: a verdict, a cache
-//!   lifetime, a delay, or an error status), reads back every call it got and every event it
+//!   lifetime, a delay, or an error status; [`TestPlugin::hold_answers`] keeps them back until
+//!   the test releases them), reads back every call it got and every event it
 //!   handled, holds back its acks, sends control messages through the SDK's [`Context`], and
 //!   stops, kills or restarts it on the same port.
 //! - [`RawEventSink`]: an `EventSink` written directly against the generated tonic traits,
@@ -314,6 +315,8 @@ struct State {
     event_delay: Mutex<Duration>,
     /// True: the event handler does not return (so the SDK does not ack) until released.
     hold: watch::Sender<bool>,
+    /// True: `Authenticate` and `CheckTopic` calls are recorded but not answered until released.
+    hold_answers: watch::Sender<bool>,
     /// Bumped after every recorded call or event.
     changed: watch::Sender<u64>,
 }
@@ -331,12 +334,19 @@ impl State {
             context: Mutex::default(),
             event_delay: Mutex::new(Duration::ZERO),
             hold: watch::channel(false).0,
+            hold_answers: watch::channel(false).0,
             changed: watch::channel(0).0,
         }
     }
 
     fn bump(&self) {
         self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Returns once decision answers are not held (at once when they are not).
+    async fn answers_released(&self) {
+        let mut hold = self.hold_answers.subscribe();
+        let _ = hold.wait_for(|held| !*held).await;
     }
 
     /// Waits up to `limit` until `check` returns `Some`.
@@ -384,6 +394,7 @@ impl Authenticator for Handler {
         let reply = rule(&req);
         lock(&self.0.auth_calls).push(req);
         self.0.bump();
+        self.0.answers_released().await;
         if !reply.delay.is_zero() {
             tokio::time::sleep(reply.delay).await;
         }
@@ -400,6 +411,7 @@ impl TopicChecker for Handler {
             .or_default() += 1;
         lock(&self.0.topic_calls).push(req);
         self.0.bump();
+        self.0.answers_released().await;
         if !reply.delay.is_zero() {
             tokio::time::sleep(reply.delay).await;
         }
@@ -740,6 +752,37 @@ impl TestPlugin {
         self.state.hold.send_replace(false);
     }
 
+    /// From now on `Authenticate` and `CheckTopic` calls are recorded (so the test can wait for
+    /// them) but not answered until [`release_answers`](Self::release_answers): the broker is
+    /// left waiting for a decision, for as long as the alias's `timeout` allows.
+    pub fn hold_answers(&self) {
+        self.state.hold_answers.send_replace(true);
+    }
+
+    /// Answers the held calls (each with its rule's reply, after its delay) and stops holding.
+    pub fn release_answers(&self) {
+        self.state.hold_answers.send_replace(false);
+    }
+
+    /// Waits until at least `n` `CheckTopic` calls were received.
+    ///
+    /// # Panics
+    ///
+    /// If they do not arrive within [`TIMEOUT`].
+    pub async fn wait_for_topic_calls(&self, n: usize) {
+        let found = self
+            .state
+            .wait("topic checks", TIMEOUT, || {
+                (lock(&self.state.topic_calls).len() >= n).then_some(())
+            })
+            .await;
+        assert!(
+            found.is_some(),
+            "fewer than {n} CheckTopic calls within {TIMEOUT:?}: {:?}",
+            self.topic_calls()
+        );
+    }
+
     /// Makes the event handler take `delay` per event (a slow plugin).
     pub fn set_event_delay(&self, delay: Duration) {
         *lock(&self.state.event_delay) = delay;
@@ -881,6 +924,10 @@ impl Delivery {
 struct RawState {
     kinds: Vec<pb::EventKind>,
     acking: AtomicBool,
+    /// Kinds whose next event, once it arrives, stops the acks just before it.
+    hold_at: Mutex<Vec<pb::EventKind>>,
+    /// Bumped by `release_acks`: every stream acks all it received and holds no more.
+    released: watch::Sender<u64>,
     connections: AtomicU32,
     deliveries: Mutex<Vec<Delivery>>,
     changed: watch::Sender<u64>,
@@ -919,22 +966,47 @@ impl pb::event_sink_server::EventSink for RawService {
         let mut inbound = request.into_inner();
         tokio::spawn(async move {
             let mut highest = 0;
-            while let Ok(Some(batch)) = inbound.message().await {
-                {
-                    let mut deliveries = lock(&state.deliveries);
-                    for event in batch.events {
-                        highest = highest.max(event.sequence);
-                        deliveries.push(Delivery {
-                            connection,
-                            stream_id: batch.stream_id.clone(),
-                            event,
-                        });
+            let mut acked = 0;
+            // The sequence of a held event: acks stop just before it until released.
+            let mut held: Option<u64> = None;
+            let mut released = state.released.subscribe();
+            loop {
+                tokio::select! {
+                    message = inbound.message() => {
+                        let Ok(Some(batch)) = message else { return };
+                        {
+                            let mut deliveries = lock(&state.deliveries);
+                            let mut hold_at = lock(&state.hold_at);
+                            for event in batch.events {
+                                highest = highest.max(event.sequence);
+                                let kind = event.kind();
+                                if held.is_none()
+                                    && let Some(at) = hold_at.iter().position(|k| *k == kind)
+                                {
+                                    hold_at.remove(at);
+                                    held = Some(event.sequence);
+                                }
+                                deliveries.push(Delivery {
+                                    connection,
+                                    stream_id: batch.stream_id.clone(),
+                                    event,
+                                });
+                            }
+                        }
+                        state.changed.send_modify(|n| *n += 1);
+                    }
+                    changed = released.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        held = None;
                     }
                 }
-                state.changed.send_modify(|n| *n += 1);
-                if state.acking.load(Ordering::SeqCst) {
+                let ack = held.map_or(highest, |at| at - 1);
+                if state.acking.load(Ordering::SeqCst) && ack > acked {
+                    acked = ack;
                     let reply = pb::StreamReply {
-                        ack: highest,
+                        ack,
                         controls: Vec::new(),
                     };
                     if tx.send(Ok(reply)).await.is_err() {
@@ -949,7 +1021,8 @@ impl pb::event_sink_server::EventSink for RawService {
 
 /// An `EventSink` (plus `Plugin.Describe`) written directly against the generated tonic
 /// traits: it records every event exactly as it arrives, duplicates included, and acks each
-/// batch cumulatively only while acking is on. Dropping it kills it.
+/// batch cumulatively only while acking is on (and only up to an event held by
+/// [`hold_acks_at`](Self::hold_acks_at)). Dropping it kills it.
 pub struct RawEventSink {
     state: Arc<RawState>,
     addr: SocketAddr,
@@ -971,6 +1044,8 @@ impl RawEventSink {
         let state = Arc::new(RawState {
             kinds: kinds.to_vec(),
             acking: AtomicBool::new(true),
+            hold_at: Mutex::default(),
+            released: watch::channel(0).0,
             connections: AtomicU32::new(0),
             deliveries: Mutex::default(),
             changed: watch::channel(0).0,
@@ -1013,6 +1088,18 @@ impl RawEventSink {
     /// connection) or off (nothing is acked).
     pub fn set_acking(&self, on: bool) {
         self.state.acking.store(on, Ordering::SeqCst);
+    }
+
+    /// The next event of `kind` to arrive is not acknowledged, nor any after it, until
+    /// [`release_acks`](Self::release_acks): the broker waits for it as for a slow plugin.
+    /// Events keep being received and recorded meanwhile.
+    pub fn hold_acks_at(&self, kind: pb::EventKind) {
+        lock(&self.state.hold_at).push(kind);
+    }
+
+    /// Acknowledges everything received so far (while acking is on) and holds no more acks.
+    pub fn release_acks(&self) {
+        self.state.released.send_modify(|n| *n += 1);
     }
 
     /// Every event received, in arrival order.

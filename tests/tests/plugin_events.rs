@@ -859,3 +859,118 @@ async fn message_events_carry_the_mqtt5_properties_and_the_session_facts_its_ver
     let expiry = p.message_expiry_secs.expect("expiry");
     assert!((3590..=3600).contains(&expiry), "expiry left: {expiry}");
 }
+
+// ---- Awaited lifecycle events ----------------------------------------------------------------
+
+/// Whether `sink` received an event of `kind`.
+fn delivered(sink: &RawEventSink, kind: K) -> bool {
+    sink.deliveries().iter().any(|d| d.event.kind() == kind)
+}
+
+#[tokio::test]
+async fn shutdown_waits_until_post_start_is_acknowledged() {
+    // events.proto: post_start is awaited — the broker goes on (here: to its shutdown) only once
+    // the plugin acked it. Clients are served meanwhile: the listeners are up before it is sent.
+    let sink = RawEventSink::start(&[K::BrokerPostStart, K::BrokerPreShutdown]).await;
+    sink.hold_acks_at(K::BrokerPostStart);
+    let mut broker = TestBroker::start(&broker_yaml(&[sink.yaml("raw", "")], "")).await;
+    sink.wait_for("broker_post_start", |d| {
+        d.event.kind() == K::BrokerPostStart
+    })
+    .await;
+    let mut client = RawClient::connected(broker.mqtt_addr(), "early").await;
+    broker.sigterm();
+    broker
+        .wait_for_log("the signal", |l| l.contains("signal received"))
+        .await;
+    client.ping().await;
+    assert!(
+        !broker.logs_contain("shutting down") && !delivered(&sink, K::BrokerPreShutdown),
+        "the shutdown began before post_start was acknowledged\n{}",
+        broker.log_text()
+    );
+
+    sink.release_acks();
+    sink.wait_for("broker_pre_shutdown", |d| {
+        d.event.kind() == K::BrokerPreShutdown
+    })
+    .await;
+    client.expect_closed().await;
+    let status = broker.wait_exit(Duration::from_secs(20)).await;
+    assert!(status.success(), "{status}");
+    assert!(
+        !broker.logs_contain("did not acknowledge"),
+        "acked in time, not waited out\n{}",
+        broker.log_text()
+    );
+}
+
+#[tokio::test]
+async fn connected_clients_are_served_until_pre_shutdown_is_acknowledged() {
+    // events.proto: pre_shutdown is awaited. At the signal the listeners stop accepting; the
+    // clients already connected are served until the plugin acked pre_shutdown, then closed.
+    let sink = RawEventSink::start(&[
+        K::BrokerPreShutdown,
+        K::ClientDisconnected,
+        K::BrokerPostShutdown,
+    ])
+    .await;
+    sink.hold_acks_at(K::BrokerPreShutdown);
+    let mut broker = TestBroker::start(&broker_yaml(&[sink.yaml("raw", "")], "")).await;
+    let addr = broker.mqtt_addr();
+    let mut sub = RawClient::connected(addr, "sub").await;
+    assert_eq!(sub.subscribe(1, &[("s/#", 0)]).await, [0]);
+    let mut publisher = RawClient::connected(addr, "pub").await;
+    broker.sigterm();
+    sink.wait_for("broker_pre_shutdown", |d| {
+        d.event.kind() == K::BrokerPreShutdown
+    })
+    .await;
+
+    // Awaited: the connected clients are still served...
+    publish(&mut publisher, "s/1", b"during pre_shutdown", false, 1).await;
+    assert_eq!(sub.expect_publish().await.topic, "s/1");
+    assert!(!delivered(&sink, K::ClientDisconnected));
+    // ...but nobody new gets in.
+    broker
+        .wait_for_log("the listener to stop", |l| l.contains("stopped accepting"))
+        .await;
+    refused_or_closed(addr).await;
+
+    sink.release_acks();
+    sub.expect_closed().await;
+    publisher.expect_closed().await;
+    let status = broker.wait_exit(Duration::from_secs(20)).await;
+    assert!(status.success(), "{status}");
+    let kinds: Vec<K> = sink.deliveries().iter().map(|d| d.event.kind()).collect();
+    assert_eq!(
+        kinds,
+        [
+            K::BrokerPreShutdown,
+            K::ClientDisconnected,
+            K::ClientDisconnected,
+            K::BrokerPostShutdown
+        ]
+    );
+    assert!(
+        !broker.logs_contain("did not acknowledge"),
+        "acked in time, not waited out\n{}",
+        broker.log_text()
+    );
+}
+
+/// A TCP connection to `addr` is refused, or accepted by the kernel and then closed without a
+/// byte (the listener was being dropped).
+async fn refused_or_closed(addr: std::net::SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return;
+    };
+    let _ = stream.write_all(&Connect::new("late").encode()).await;
+    let mut byte = [0u8; 1];
+    let read = midge_tests::within("the late connection to close", stream.read(&mut byte)).await;
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "a connection accepted after the listeners stopped: {read:?}"
+    );
+}

@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use midge_plugin::{Action, Status};
+use midge_plugin::{Action, Status, pb};
 use midge_tests::plugin::{Reply, TestPlugin, broker_yaml, free_port, plugin_yaml};
+use midge_tests::raw::packet::{self, PUBACK, PUBREC};
+use midge_tests::raw::v5::{Decode5, Publish5, V5Client, ack, reason};
 use midge_tests::raw::{Connect, Publish, Read};
 use midge_tests::{RawClient, TestBroker};
+use pb::EventKind as K;
 
 /// SUBACK failure return code (MQTT 3.1.1).
 const FAILURE: u8 = 0x80;
@@ -189,7 +192,7 @@ async fn a_denied_publish_is_acked_but_neither_delivered_nor_retained() {
     let mut sub = RawClient::connected(broker.mqtt_addr(), "sub").await;
     assert_eq!(sub.subscribe(1, &[("p/#", 0)]).await, [0]);
     let mut publisher = RawClient::connected(broker.mqtt_addr(), "pub").await;
-    // `publish` waits for the PUBACK: the publisher is not told about the denial.
+    // `publish` waits for the PUBACK: an MQTT 3.1.1 publisher is not told about the denial.
     publish(&mut publisher, "p/secret", "no", true, 1).await;
     publish(&mut publisher, "p/marker", "yes", true, 2).await;
     assert_eq!(next_publish(&mut sub).await.topic, "p/marker");
@@ -212,6 +215,116 @@ async fn a_denied_publish_is_acked_but_neither_delivered_nor_retained() {
     assert_eq!((replay.topic.as_str(), replay.retain), ("p/marker", true));
     publish(&mut publisher, "p/end", "end", false, 3).await;
     assert_eq!(next_publish(&mut late).await.topic, "p/end");
+}
+
+// ---- The PUBLISH moment (topic.proto, events.proto, docs/plugins.md) ---------------------------
+
+/// Sends `bytes` (a PUBLISH on `topic` with packet id `id`) from `client` while `plugin` holds
+/// its answers, and checks the moment of `message_received`: it reaches the plugin while the
+/// PUBLISH check is still unanswered, and no `message_broadcast` and no acknowledgement (packet
+/// type `ack_kind`) has left the broker yet. Then releases the check and returns the
+/// acknowledgement, which can only come after the check.
+async fn publish_while_the_check_is_held(
+    plugin: &TestPlugin,
+    client: &mut RawClient,
+    bytes: &[u8],
+    topic: &str,
+    ack_kind: u8,
+    id: u16,
+) -> packet::Packet {
+    plugin.hold_answers();
+    let checks = plugin.topic_calls().len();
+    client.send_ok(bytes).await;
+    plugin.wait_for_topic_calls(checks + 1).await;
+    let pending = plugin.topic_calls().remove(checks);
+    assert_eq!(
+        (pending.action, pending.topic.as_str()),
+        (Action::Publish, topic),
+        "the PUBLISH check is the call the plugin holds"
+    );
+    plugin
+        .wait_for_event("message_received while the check is pending", |r| {
+            r.is_message(K::MessageReceived, topic)
+        })
+        .await;
+    assert!(
+        plugin
+            .events_where(|r| r.is_message(K::MessageBroadcast, topic))
+            .is_empty(),
+        "message_broadcast before the PUBLISH check answered"
+    );
+    match client.next(Duration::from_millis(300)).await {
+        Read::TimedOut => {}
+        other => panic!("the broker answered before its PUBLISH check did: {other:?}"),
+    }
+    plugin.release_answers();
+    client.wait_for(ack_kind, Some(id)).await
+}
+
+#[tokio::test]
+async fn message_received_precedes_the_publish_check_and_the_ack_carries_its_outcome() {
+    // The one moment stated in topic.proto, events.proto, docs/plugins.md and
+    // docs/architecture.md: `message_received` is queued when the PUBLISH has been read, before
+    // the PUBLISH check; the PUBACK / PUBREC is sent after the check (and the routing), so it
+    // reports the decision to an MQTT 5 publisher.
+    let plugin = TestPlugin::start().await;
+    plugin.on_topic(|req| {
+        if req.action == Action::Publish && req.topic.ends_with("/denied") {
+            Reply::deny()
+        } else {
+            Reply::allow()
+        }
+    });
+    // The held check must not run into the deadline.
+    let broker = broker(&[&plugin], true, "timeout: 10s").await;
+    let mut sub = RawClient::connected(broker.mqtt_addr(), "sub").await;
+    assert_eq!(sub.subscribe(1, &[("m/#", 0)]).await, [0]);
+
+    // MQTT 5, QoS 1, denied: PUBACK 0x87 after the check; no broadcast, no delivery.
+    let mut v5 = V5Client::connected(broker.mqtt_addr(), "pub5").await;
+    let denied = Publish5::new("m/v5/denied", b"no").qos(1, 1).encode();
+    let puback =
+        publish_while_the_check_is_held(&plugin, &mut v5, &denied, "m/v5/denied", PUBACK, 1).await;
+    assert_eq!(puback.ack5().reason, reason::NOT_AUTHORIZED);
+
+    // MQTT 5, QoS 2, allowed: PUBREC 0x00 after the check, then message_broadcast and delivery.
+    let allowed = Publish5::new("m/v5/allowed", b"yes").qos(2, 2).encode();
+    let pubrec =
+        publish_while_the_check_is_held(&plugin, &mut v5, &allowed, "m/v5/allowed", PUBREC, 2)
+            .await;
+    assert_eq!(pubrec.ack5().reason, reason::SUCCESS);
+    v5.send_ok(&ack(packet::PUBREL, 2, 0)).await;
+    v5.wait_for(packet::PUBCOMP, Some(2)).await;
+    assert_eq!(next_publish(&mut sub).await.topic, "m/v5/allowed");
+
+    // MQTT 3.1.1, QoS 1, denied: a plain PUBACK, also only after the check.
+    let mut v4 = RawClient::connected(broker.mqtt_addr(), "pub4").await;
+    let denied = Publish::new("m/v4/denied", b"no").qos(1, 3).encode();
+    let puback =
+        publish_while_the_check_is_held(&plugin, &mut v4, &denied, "m/v4/denied", PUBACK, 3).await;
+    assert_eq!(puback.packet_id(), 3);
+    v4.ping().await;
+    nothing_more(&mut sub).await;
+
+    let received = plugin.wait_for_event("the allowed message's broadcast", |r| {
+        r.is_message(K::MessageBroadcast, "m/v5/allowed")
+    });
+    let broadcast = received.await;
+    let of_allowed = plugin.events_where(|r| r.topic() == Some("m/v5/allowed"));
+    assert_eq!(
+        of_allowed.iter().map(|r| r.kind()).collect::<Vec<_>>(),
+        [K::MessageReceived, K::MessageBroadcast],
+        "received, then broadcast"
+    );
+    assert!(of_allowed[0].sequence < broadcast.sequence);
+    for denied in ["m/v5/denied", "m/v4/denied"] {
+        let kinds: Vec<K> = plugin
+            .events_where(|r| r.topic() == Some(denied))
+            .iter()
+            .map(|r| r.kind())
+            .collect();
+        assert_eq!(kinds, [K::MessageReceived], "{denied}: received only");
+    }
 }
 
 #[tokio::test]
@@ -341,29 +454,51 @@ async fn a_cached_verdict_answers_twenty_publishes_with_one_call() {
     assert_eq!(plugin.topic_call_count(Action::Subscribe, "c/t"), 1);
 }
 
+/// How far the kernel's coarse monotonic clock, by which topic verdicts expire, may lag the
+/// precise one: one scheduler tick (10 ms at `HZ=100`, the coarsest Linux setting), doubled.
+const COARSE_CLOCK_LAG: Duration = Duration::from_millis(20);
+
 #[tokio::test]
 async fn cached_topic_verdicts_expire() {
+    // Both halves are decided by when each PUBLISH was sent and acknowledged, not by how fast
+    // the machine is. The verdict was cached after the first PUBLISH was sent and before its
+    // PUBACK arrived, and the broker reads the coarse monotonic clock (at most
+    // COARSE_CLOCK_LAG behind ours): a PUBLISH acknowledged before `first sent + ttl - lag` must
+    // be answered from the cache; one sent after `first acked + ttl + lag` must ask again.
     let plugin = TestPlugin::start().await;
-    let ttl = Duration::from_millis(400);
+    let ttl = Duration::from_millis(800);
     plugin.on_topic(move |_| Reply::allow().ttl(ttl));
     let broker = broker(&[&plugin], true, "").await;
     let mut publisher = RawClient::connected(broker.mqtt_addr(), "pub").await;
-    let started = Instant::now();
+    let first_sent = Instant::now();
     publish(&mut publisher, "e/t", "1", false, 1).await;
-    publish(&mut publisher, "e/t", "2", false, 2).await;
-    // Packets are handled in order: the PINGRESP comes after the second check is done.
-    publisher.ping().await;
-    if started.elapsed() < ttl {
-        assert_eq!(plugin.topic_call_count(Action::Publish, "e/t"), 1, "cached");
+    let first_acked = Instant::now();
+    assert_eq!(plugin.topic_call_count(Action::Publish, "e/t"), 1);
+    let mut from_cache = 0;
+    for id in 2u16.. {
+        let sent = Instant::now();
+        publish(&mut publisher, "e/t", &id.to_string(), false, id).await;
+        let acked = Instant::now();
+        // The PUBACK follows the check (see topic.proto), so the count is final here.
+        let calls = plugin.topic_call_count(Action::Publish, "e/t");
+        if acked + COARSE_CLOCK_LAG < first_sent + ttl {
+            assert_eq!(calls, 1, "within the lifetime: answered from the cache");
+            from_cache += 1;
+        }
+        if calls == 2 {
+            break;
+        }
+        assert_eq!(calls, 1);
+        assert!(
+            sent < first_acked + ttl + COARSE_CLOCK_LAG,
+            "sent {:?} after the lifetime ended and not asked again",
+            sent - (first_acked + ttl)
+        );
+        tokio::time::sleep(ttl / 10).await;
     }
-    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
-    let before = plugin.topic_call_count(Action::Publish, "e/t");
-    publish(&mut publisher, "e/t", "3", false, 3).await;
-    publisher.ping().await;
-    assert_eq!(
-        plugin.topic_call_count(Action::Publish, "e/t"),
-        before + 1,
-        "expired: asked again"
+    assert!(
+        from_cache > 0,
+        "no PUBLISH was acknowledged within {ttl:?} of the first one: nothing checked the cache"
     );
 }
 

@@ -18,15 +18,30 @@ use super::decision::{PluginVote, vote_from_pb};
 use super::events::EventPipeline;
 use crate::config::{Fallback, PluginConfig};
 
-/// How a call failed, which selects the fallback.
+/// How a call failed, which selects the fallback (the table is in `plugin.proto` and
+/// `docs/plugins.md`, "Failures").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureClass {
-    /// No answer within the plugin's `timeout`.
+    /// `on-timeout`: no answer within the plugin's `timeout`, or the status
+    /// `DEADLINE_EXCEEDED` or `CANCELLED` (the plugin gave up on the deadline).
     Timeout,
-    /// The plugin answered with a gRPC error status (or an invalid verdict).
+    /// `on-error`: any other gRPC error status, or an answer that is not a valid verdict.
     Error,
-    /// Not connected, or the circuit breaker is open.
+    /// `on-unavailable`: the status `UNAVAILABLE` (no connection: refused, reset, not yet
+    /// connected), or the circuit breaker is open (no call is made).
     Unavailable,
+}
+
+impl FailureClass {
+    /// The class of a call that ended with the gRPC status `code` (never `OK`: a call that
+    /// returned `OK` answered).
+    pub fn of_status(code: Code) -> FailureClass {
+        match code {
+            Code::DeadlineExceeded | Code::Cancelled => FailureClass::Timeout,
+            Code::Unavailable => FailureClass::Unavailable,
+            _ => FailureClass::Error,
+        }
+    }
 }
 
 /// Counters of one plugin, for logs, `$SYS`-style reporting and the admin API.
@@ -531,17 +546,17 @@ impl Plugin {
                 return Ok(value);
             }
             Err(_) => FailureClass::Timeout,
-            Ok(Err(status)) => match status.code() {
-                Code::DeadlineExceeded | Code::Cancelled => FailureClass::Timeout,
-                Code::Unavailable => {
-                    self.reconnected.notify_one();
-                    FailureClass::Unavailable
+            Ok(Err(status)) => {
+                let class = FailureClass::of_status(status.code());
+                match class {
+                    FailureClass::Unavailable => self.reconnected.notify_one(),
+                    FailureClass::Error => {
+                        debug!(alias = %self.alias, %status, "plugin error status");
+                    }
+                    FailureClass::Timeout => {}
                 }
-                _ => {
-                    debug!(alias = %self.alias, %status, "plugin error status");
-                    FailureClass::Error
-                }
-            },
+                class
+            }
         };
         if self.breaker.on_failure() {
             bump(&self.stats.breaker_opened);
@@ -617,6 +632,37 @@ impl Plugin {
             continues: false,
             auth_data: Vec::new(),
             reason_code: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_grpc_status_takes_the_fallback_of_its_class() {
+        use FailureClass::{Error, Timeout, Unavailable};
+        let table = [
+            (Code::DeadlineExceeded, Timeout),
+            (Code::Cancelled, Timeout),
+            (Code::Unavailable, Unavailable),
+            (Code::Unknown, Error),
+            (Code::InvalidArgument, Error),
+            (Code::NotFound, Error),
+            (Code::AlreadyExists, Error),
+            (Code::PermissionDenied, Error),
+            (Code::ResourceExhausted, Error),
+            (Code::FailedPrecondition, Error),
+            (Code::Aborted, Error),
+            (Code::OutOfRange, Error),
+            (Code::Unimplemented, Error),
+            (Code::Internal, Error),
+            (Code::DataLoss, Error),
+            (Code::Unauthenticated, Error),
+        ];
+        for (code, class) in table {
+            assert_eq!(FailureClass::of_status(code), class, "{code:?}");
         }
     }
 }
