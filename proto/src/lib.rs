@@ -11,6 +11,8 @@
 //!   `google.protobuf.FileDescriptorSet`, for gRPC server reflection;
 //! * `json` (feature `json`): `google.protobuf.Struct` ↔ `serde_json::Value`, for the
 //!   per-plugin config that `Plugin.Describe` carries;
+//! * `reflection` (feature `reflection`): the server reflection every Midge gRPC server serves
+//!   (the broker's admin API and every plugin built with the SDK);
 //! * `EventKind` helpers: [`plugin::v1::Event::kind`], `EventKind::ALL_BUT_PACKETS`, ...
 //!
 //! Write plugins with the `midge-plugin` SDK rather than against these types directly.
@@ -39,6 +41,8 @@ mod generated {
 #[cfg(feature = "json")]
 pub mod json;
 mod kind;
+#[cfg(feature = "reflection")]
+pub mod reflection;
 
 /// Generated types of the plugin contract.
 pub mod plugin {

@@ -326,21 +326,7 @@ impl Server {
 
 /// Adds reflection v1 and v1alpha, listing exactly the services this server has.
 fn add_reflection(routes: &mut RoutesBuilder, services: &[String]) -> Result<(), ServeError> {
-    use tonic_reflection::pb::{v1, v1alpha};
-    let mut listed: Vec<&str> = services.iter().map(String::as_str).collect();
-    listed.extend([
-        tonic_health::pb::health_server::SERVICE_NAME,
-        v1::server_reflection_server::SERVICE_NAME,
-        v1alpha::server_reflection_server::SERVICE_NAME,
-    ]);
-    let builder = || {
-        let b = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(midge_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(v1alpha::FILE_DESCRIPTOR_SET);
-        listed.iter().fold(b, |b, name| b.with_service_name(*name))
-    };
+    let builder = || midge_proto::reflection::builder(services.iter().map(String::as_str));
     routes.add_service(builder().build_v1().map_err(ServeError::Reflection)?);
     routes.add_service(builder().build_v1alpha().map_err(ServeError::Reflection)?);
     Ok(())

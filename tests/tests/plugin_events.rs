@@ -885,7 +885,8 @@ async fn shutdown_waits_until_post_start_is_acknowledged() {
         .await;
     client.ping().await;
     assert!(
-        !broker.logs_contain("shutting down") && !delivered(&sink, K::BrokerPreShutdown),
+        !broker.logs_contain("\"message\":\"shutting down\"")
+            && !delivered(&sink, K::BrokerPreShutdown),
         "the shutdown began before post_start was acknowledged\n{}",
         broker.log_text()
     );

@@ -291,29 +291,17 @@ impl tonic::service::Interceptor for RequireToken {
     }
 }
 
-/// Compares without an early exit on the first differing byte (the length is not secret).
+/// Compares without an early exit on the first differing byte (the length is not secret),
+/// by `subtle`.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq as _;
+    bool::from(a.ct_eq(b))
 }
 
 /// Adds reflection v1 and v1alpha (older `grpcurl` only speak v1alpha), listing exactly the
 /// services this server has, behind the token like `BrokerAdmin`.
 fn add_reflection(routes: &mut RoutesBuilder, auth: &RequireToken) {
-    use tonic_reflection::pb::{v1, v1alpha};
-    let listed = [
-        midge_proto::service_names::BROKER_ADMIN,
-        tonic_health::pb::health_server::SERVICE_NAME,
-        v1::server_reflection_server::SERVICE_NAME,
-        v1alpha::server_reflection_server::SERVICE_NAME,
-    ];
-    let builder = || {
-        let b = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(midge_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(v1alpha::FILE_DESCRIPTOR_SET);
-        listed.iter().fold(b, |b, name| b.with_service_name(*name))
-    };
+    let builder = || midge_proto::reflection::builder([midge_proto::service_names::BROKER_ADMIN]);
     // The descriptor sets are compiled in and known to be valid; a failure is a bug, which
     // leaves reflection out rather than taking the admin API down.
     match builder().build_v1() {
