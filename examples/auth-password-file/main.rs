@@ -312,7 +312,8 @@ impl Authenticator for FileAuth {
                     _ => format!("{} checks already waiting", self.gate.max_waiting()),
                 };
                 warn!(%user, client_id = %req.client_id, "busy, denied: {why}");
-                return Ok(Decision::deny(format!("server busy: {why}")).reason_code(SERVER_BUSY));
+                // The details stay in this log: the reason may reach the client.
+                return Ok(Decision::deny("server busy, try again").reason_code(SERVER_BUSY));
             }
         };
         match outcome {
