@@ -1,28 +1,39 @@
 //! `auth-password-file`: aMQTT's `FileAuthPlugin` as a Midge plugin service.
 //!
 //! Answers `Authenticate` from a `user:hash` file (argon2 or sha512-crypt `$6$` hashes): no
-//! user name → IGNORE, unknown user → DENY, password checked → ALLOW or DENY. The file is
-//! reloaded when it changes (checked every `--poll-interval`) and on SIGHUP.
+//! user name → IGNORE, unknown user → DENY, password checked → ALLOW (cacheable for
+//! `cache-ttl`) or DENY. At most one check per core runs at once; the others queue, and a
+//! check the broker's deadline cannot cover is denied as busy at once (see `gate.rs`). The file
+//! is reloaded when it changes (checked every `--poll-interval`) and on SIGHUP.
 //! `auth-password-file passwd FILE USER` adds or replaces a user (argon2id), reading the
 //! password from stdin. See README.md.
 
+mod gate;
 mod passwords;
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
+use gate::{Gate, Refused};
 use midge_examples::{ServeArgs, init_tracing, parse_duration, serve};
 use midge_plugin::{AuthRequest, Authenticator, Decision, PluginConfig, Server, Status};
 use passwords::PasswordFile;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use tracing::{error, info, warn};
 
 /// The port `--listen` defaults to.
 const DEFAULT_PORT: u16 = 50061;
+
+/// `cache-ttl` when the config has none.
+const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// MQTT 5 CONNACK reason code 0x89, Server busy: a check refused by the [`Gate`].
+const SERVER_BUSY: u8 = 0x89;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -65,6 +76,19 @@ struct Config {
     /// The password file (aMQTT's `password_file` is accepted too).
     #[serde(default, alias = "password_file")]
     password_file: Option<PathBuf>,
+    /// How long the broker may reuse an ALLOW for the same client id, user name and password;
+    /// `0s`: never. Denials are never cached.
+    #[serde(default = "default_cache_ttl", deserialize_with = "duration")]
+    cache_ttl: Duration,
+}
+
+fn default_cache_ttl() -> Duration {
+    DEFAULT_CACHE_TTL
+}
+
+fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(de)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 /// The loaded file and what it was loaded from.
@@ -87,10 +111,15 @@ fn stamp(path: &Path) -> std::io::Result<Stamp> {
     Ok((meta.modified()?, meta.len(), inode))
 }
 
-/// The authenticator: a shared, reloadable [`Table`].
-#[derive(Debug, Clone, Default)]
+/// The authenticator: a shared, reloadable [`Table`], and the [`Gate`] its checks go through.
+#[derive(Debug, Clone)]
 struct FileAuth {
     table: Arc<RwLock<Table>>,
+    gate: Arc<Gate>,
+    /// `cache-ttl` in milliseconds.
+    cache_ttl_ms: Arc<AtomicU64>,
+    /// Whether the warning about a deadline shorter than one check was logged.
+    warned_short: Arc<AtomicBool>,
 }
 
 /// How one password check ended.
@@ -101,6 +130,15 @@ enum Outcome {
 }
 
 impl FileAuth {
+    fn new(gate: Gate) -> Self {
+        FileAuth {
+            table: Arc::default(),
+            gate: Arc::new(gate),
+            cache_ttl_ms: Arc::new(AtomicU64::new(millis(DEFAULT_CACHE_TTL))),
+            warned_short: Arc::default(),
+        }
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
         self.table.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -114,12 +152,65 @@ impl FileAuth {
             warn!(path = %path.display(), "{warning}");
         }
         info!(path = %path.display(), users = file.len(), "password file loaded");
+        let costs = file.costs();
+        if costs.len() > 1 {
+            warn!(
+                path = %path.display(),
+                "the hashes have {} different costs (algorithm or parameters): checks take \
+                 different times for different users, and unknown users cost what the most \
+                 common one does; rehash them all with the same parameters",
+                costs.len()
+            );
+        }
+        let dummy = file.dummy().to_owned();
         *self.table.write().unwrap_or_else(|e| e.into_inner()) = Table {
             path: Some(path.to_owned()),
             file: Arc::new(file),
             stamp: Some(before),
         };
+        self.calibrate(dummy);
         Ok(())
+    }
+
+    /// Measures one check at the file's cost (against its dummy hash) in the background, so
+    /// that the first burst of logins already knows how long a check takes, and logs it with
+    /// the `timeout` the broker's config needs.
+    fn calibrate(&self, dummy: String) {
+        let gate = Arc::clone(&self.gate);
+        tokio::spawn(async move {
+            match gate.run(None, move || passwords::verify(&dummy, b"")).await {
+                Ok(_) => {
+                    let cost = gate.cost().unwrap_or_default();
+                    info!(
+                        cost_ms = millis(cost),
+                        parallel = gate.parallel(),
+                        "one password check takes about {cost:?} here, {} at once: the \
+                         alias's `timeout` must exceed it, and a burst of N first logins \
+                         needs about ceil(N / {}) times it",
+                        gate.parallel(),
+                        gate.parallel()
+                    );
+                }
+                Err(e) => warn!("measuring a password check failed: {e:?}"),
+            }
+        });
+    }
+
+    /// Warns once when the broker gives a check less time than one check takes: its `timeout`
+    /// for this plugin is too short for the file's hashes.
+    fn check_deadline(&self, deadline: Option<tokio::time::Instant>) {
+        let (Some(deadline), Some(cost)) = (deadline, self.gate.cost()) else {
+            return;
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left < cost && !self.warned_short.swap(true, Ordering::Relaxed) {
+            warn!(
+                left_ms = millis(left),
+                cost_ms = millis(cost),
+                "the broker's deadline is shorter than one password check: raise the alias's \
+                 `timeout` (plugins.<alias>.timeout) well above {cost:?}"
+            );
+        }
     }
 
     /// Reloads the file in use when it changed (or always, with `force`). A file that cannot be
@@ -191,21 +282,49 @@ impl Authenticator for FileAuth {
             .map(|p| p.as_bytes().to_vec())
             .unwrap_or_default();
         let hash = file.hash_of(&user).map(str::to_owned);
-        // Hashing is deliberately slow: keep it off the async workers.
-        let outcome = tokio::task::spawn_blocking(move || match hash {
+        self.check_deadline(req.deadline);
+        // Hashing is deliberately slow: off the async workers, one per core at once.
+        let check = move || match hash {
             None => {
-                passwords::verify_dummy(&password);
+                // As long as a known user's check: the dummy has the file's parameters.
+                let _ = passwords::verify(file.dummy(), &password);
                 Outcome::UnknownUser
             }
             Some(hash) => match passwords::verify(&hash, &password) {
                 Ok(ok) => Outcome::Checked(ok),
                 Err(_) => Outcome::UnknownFormat,
             },
-        })
-        .await
-        .map_err(|e| Status::internal(format!("password check failed: {e}")))?;
+        };
+        let outcome = match self.gate.run(req.deadline, check).await {
+            Ok(outcome) => outcome,
+            Err(Refused::Failed(e)) => {
+                return Err(Status::internal(format!("password check failed: {e}")));
+            }
+            Err(refused) => {
+                // Fail closed, whatever the alias's fallbacks, and without counting against
+                // the broker's circuit breaker: a busy answer is not a broken plugin.
+                let why = match refused {
+                    Refused::Late { cost } => format!(
+                        "the checks queued ahead cannot finish before the broker's deadline \
+                         (one takes {cost:?}, {} at once)",
+                        self.gate.parallel()
+                    ),
+                    _ => format!("{} checks already waiting", self.gate.max_waiting()),
+                };
+                warn!(%user, client_id = %req.client_id, "busy, denied: {why}");
+                // The details stay in this log: the reason may reach the client.
+                return Ok(Decision::deny("server busy, try again").reason_code(SERVER_BUSY));
+            }
+        };
         match outcome {
-            Outcome::Checked(true) => Ok(Decision::allow()),
+            Outcome::Checked(true) => {
+                let ttl = Duration::from_millis(self.cache_ttl_ms.load(Ordering::Relaxed));
+                Ok(if ttl.is_zero() {
+                    Decision::allow()
+                } else {
+                    Decision::allow().cache_for(ttl)
+                })
+            }
             Outcome::Checked(false) => Ok(Decision::deny("bad user name or password")),
             Outcome::UnknownUser => Ok(Decision::deny("bad user name or password")),
             // aMQTT raises UnknownHashError here; an error makes the broker apply `on-error`.
@@ -218,6 +337,8 @@ impl Authenticator for FileAuth {
 
     async fn on_configure(&self, config: &PluginConfig) -> Result<(), Status> {
         let config: Config = config.parse()?;
+        self.cache_ttl_ms
+            .store(millis(config.cache_ttl), Ordering::Relaxed);
         let Some(path) = config.password_file else {
             if self.read().path.is_none() {
                 warn!("no password-file configured: every client with a user name is denied");
@@ -229,6 +350,10 @@ impl Authenticator for FileAuth {
         }
         self.load(&path).map_err(Status::invalid_argument)
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// `passwd FILE USER`: sets USER's hash in FILE, written atomically (temp file + rename).
@@ -291,7 +416,7 @@ async fn main() -> ExitCode {
         return code;
     }
     init_tracing(cli.serve.log_format);
-    let auth = FileAuth::default();
+    let auth = FileAuth::new(Gate::per_core());
     let path = cli
         .password_file
         .or_else(|| std::env::var_os("MIDGE_PASSWORD_FILE").map(PathBuf::from));

@@ -6,13 +6,113 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
+use argon2::password_hash::phc::{PasswordHash, Salt};
+use argon2::password_hash::{PasswordHasher, PasswordVerifier, generate_salt};
+use argon2::{Argon2, Params};
 use sha_crypt::ShaCrypt;
 
-/// Verified against when the user is unknown, so that "no such user" takes as long as "wrong
-/// password" (argon2id with the default parameters, of the password `x`).
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$vMjiVF+UQvPiA28e2lEuWw$TDLBQJ0CdojMvNoLSi0D8IfD5AWlWBggKDwu7VKMY20";
+/// The dummy of a file without a usable hash: argon2id with the default parameters (those of
+/// `passwd`), of the password `x`.
+const DEFAULT_DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$vMjiVF+UQvPiA28e2lEuWw$TDLBQJ0CdojMvNoLSi0D8IfD5AWlWBggKDwu7VKMY20";
+
+/// What one verification against a hash costs: its algorithm and parameters (salt and digest
+/// aside). Two hashes of the same cost take the same time to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Cost {
+    /// An argon2 PHC string.
+    Argon2 {
+        /// `argon2id`, `argon2i` or `argon2d`.
+        algorithm: &'static str,
+        /// `v=`, 0x13 when absent.
+        version: u32,
+        /// `m=`: memory in KiB.
+        m_cost: u32,
+        /// `t=`: passes.
+        t_cost: u32,
+        /// `p=`: lanes.
+        p_cost: u32,
+        /// Digest length in bytes.
+        output_len: usize,
+    },
+    /// A sha512-crypt (`$6$`) string.
+    Sha512Crypt {
+        /// `rounds=` (5000 when absent), clamped as the crate does.
+        rounds: u32,
+    },
+}
+
+/// The cost of checking a password against `hash`; `None` for a hash that cannot be parsed (it
+/// fails before any hashing).
+pub(crate) fn cost_of(hash: &str) -> Option<Cost> {
+    if hash.starts_with("$argon2") {
+        let parsed = PasswordHash::new(hash).ok()?;
+        let algorithm = argon2::Algorithm::new(parsed.algorithm.as_str()).ok()?;
+        let params = Params::try_from(&parsed).ok()?;
+        Some(Cost::Argon2 {
+            algorithm: algorithm.as_str(),
+            version: parsed.version.unwrap_or(0x13),
+            m_cost: params.m_cost(),
+            t_cost: params.t_cost(),
+            p_cost: params.p_cost(),
+            output_len: params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN),
+        })
+    } else if let Some(rest) = hash.strip_prefix("$6$") {
+        let rounds = match rest.strip_prefix("rounds=") {
+            Some(r) => r.split('$').next()?.parse::<u32>().ok()?,
+            None => sha_crypt::Params::RECOMMENDED_ROUNDS,
+        };
+        Some(Cost::Sha512Crypt {
+            rounds: rounds.clamp(sha_crypt::Params::ROUNDS_MIN, sha_crypt::Params::ROUNDS_MAX),
+        })
+    } else {
+        None
+    }
+}
+
+/// `n` random bytes (from the OS, through `password-hash`).
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n + 16);
+    while out.len() < n {
+        out.extend_from_slice(&generate_salt());
+    }
+    out.truncate(n);
+    out
+}
+
+/// A hash of the same algorithm, parameters, salt length and digest as `template`, with a fresh
+/// random salt: checking any password against it costs what checking against `template` costs,
+/// and fails. Computed without hashing. `None` if `template` cannot be parsed.
+pub(crate) fn resalted(template: &str) -> Option<String> {
+    if template.starts_with("$argon2") {
+        let mut parsed = PasswordHash::new(template).ok()?;
+        let len = parsed
+            .salt
+            .map_or(Salt::RECOMMENDED_LENGTH, |s| s.as_ref().len());
+        parsed.salt = Some(Salt::new(&random_bytes(len)).ok()?);
+        Some(parsed.to_string())
+    } else if let Some(rest) = template.strip_prefix("$6$") {
+        // `[rounds=N$]salt$digest`
+        let (rounds, rest) = match rest.strip_prefix("rounds=") {
+            Some(r) => {
+                let (n, rest) = r.split_once('$')?;
+                (Some(n), rest)
+            }
+            None => (None, rest),
+        };
+        let (salt, digest) = rest.split_once('$')?;
+        const CRYPT64: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let fresh: String = random_bytes(salt.len())
+            .into_iter()
+            .map(|b| char::from(CRYPT64[usize::from(b % 64)]))
+            .collect();
+        Some(match rounds {
+            Some(n) => format!("$6$rounds={n}${fresh}${digest}"),
+            None => format!("$6${fresh}${digest}"),
+        })
+    } else {
+        None
+    }
+}
 
 /// A hash format this plugin cannot verify; aMQTT raises `UnknownHashError` at authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,11 +142,6 @@ pub(crate) fn verify(hash: &str, password: &[u8]) -> Result<bool, UnknownHashFor
     }
 }
 
-/// Burns the time of one argon2 verification (for unknown users).
-pub(crate) fn verify_dummy(password: &[u8]) {
-    let _ = verify(DUMMY_HASH, password);
-}
-
 /// An argon2id PHC string for `password`, with a random salt and argon2's default parameters.
 pub(crate) fn hash_argon2id(password: &[u8]) -> Result<String, String> {
     Argon2::default()
@@ -56,9 +151,20 @@ pub(crate) fn hash_argon2id(password: &[u8]) -> Result<String, String> {
 }
 
 /// A parsed password file.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PasswordFile {
     users: HashMap<String, String>,
+    /// Checked for unknown users: see [`PasswordFile::dummy`].
+    dummy: String,
+}
+
+impl Default for PasswordFile {
+    fn default() -> Self {
+        PasswordFile {
+            users: HashMap::new(),
+            dummy: DEFAULT_DUMMY.to_owned(),
+        }
+    }
 }
 
 impl PasswordFile {
@@ -85,7 +191,26 @@ impl PasswordFile {
                 _ => warnings.push(format!("line {n}: malformed, expected user:hash; skipped")),
             }
         }
-        (PasswordFile { users }, warnings)
+        let dummy = dummy_for(&users);
+        (PasswordFile { users, dummy }, warnings)
+    }
+
+    /// What an unknown user's password is checked against, so that "no such user" costs what
+    /// "wrong password" costs: the most common [`Cost`] among the file's hashes (ties: the
+    /// greatest), re-salted ([`resalted`]); [`DEFAULT_DUMMY`] for a file without a usable hash.
+    pub(crate) fn dummy(&self) -> &str {
+        &self.dummy
+    }
+
+    /// The number of users per [`Cost`] of their hashes (unparsable hashes left out).
+    pub(crate) fn costs(&self) -> HashMap<Cost, usize> {
+        let mut costs = HashMap::new();
+        for hash in self.users.values() {
+            if let Some(cost) = cost_of(hash) {
+                *costs.entry(cost).or_insert(0) += 1;
+            }
+        }
+        costs
     }
 
     /// The hash of `user`, if listed.
@@ -97,6 +222,23 @@ impl PasswordFile {
     pub(crate) fn len(&self) -> usize {
         self.users.len()
     }
+}
+
+/// See [`PasswordFile::dummy`]. Among the hashes of the chosen cost, the smallest string is the
+/// template, so that the choice does not depend on hash-map order.
+fn dummy_for(users: &HashMap<String, String>) -> String {
+    let mut costs: HashMap<Cost, (usize, &str)> = HashMap::new();
+    for hash in users.values() {
+        let Some(cost) = cost_of(hash) else { continue };
+        let entry = costs.entry(cost).or_insert((0, hash));
+        entry.0 += 1;
+        entry.1 = entry.1.min(hash.as_str());
+    }
+    costs
+        .into_iter()
+        .max_by_key(|&(cost, (count, _))| (count, cost))
+        .and_then(|(_, (_, template))| resalted(template))
+        .unwrap_or_else(|| DEFAULT_DUMMY.to_owned())
 }
 
 /// Checks that `user` can be written to a password file and read back as itself.
@@ -154,6 +296,116 @@ mod tests {
     const SPEC_DEFAULT: &str = "$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1";
     const SPEC_ROUNDS: &str = "$6$rounds=10000$saltstringsaltst$OW1/O6BYHV6BcXZu8QVeXbDWra3Oeqh0sbHbbMCVNSnCM/UrjmM0Dp8vOuZeHBy/YTBmSK6H9qs/y3RnOaw5v.";
 
+    /// aMQTT's parameters (m=64 MiB, t=3, p=4), with alice's salt and digest: a well-formed hash
+    /// of that cost (never verified here: a debug build takes a while per check).
+    fn amqtt_cost_hash(salt_prefix: char) -> String {
+        format!(
+            "$argon2id$v=19$m=65536,t=3,p=4${salt_prefix}WlfUMfx9sUrMGkLwUAZew$z8HMvd80ubCcr2kMf1PHYIG8U/XNV8WxrFKbroME13g"
+        )
+    }
+
+    const AMQTT_COST: Cost = Cost::Argon2 {
+        algorithm: "argon2id",
+        version: 0x13,
+        m_cost: 65536,
+        t_cost: 3,
+        p_cost: 4,
+        output_len: 32,
+    };
+
+    #[test]
+    fn costs_of_hashes() {
+        assert_eq!(cost_of(&amqtt_cost_hash('7')), Some(AMQTT_COST));
+        assert_eq!(
+            cost_of(ALICE_ARGON2),
+            Some(Cost::Argon2 {
+                algorithm: "argon2id",
+                version: 0x13,
+                m_cost: 19456,
+                t_cost: 2,
+                p_cost: 1,
+                output_len: 32
+            })
+        );
+        assert_eq!(
+            cost_of(BOB_SHA512),
+            Some(Cost::Sha512Crypt { rounds: 5000 })
+        );
+        assert_eq!(
+            cost_of(SPEC_ROUNDS),
+            Some(Cost::Sha512Crypt { rounds: 10000 })
+        );
+        assert_eq!(
+            cost_of("$6$rounds=10$salt$x"),
+            Some(Cost::Sha512Crypt { rounds: 1000 }),
+            "clamped as sha-crypt does"
+        );
+        assert_eq!(cost_of("$argon2id$garbage"), None);
+        assert_eq!(cost_of("$2b$12$abc"), None);
+    }
+
+    /// The dummy of a file of aMQTT-cost hashes has that cost, not the plugin's own cheaper
+    /// default: an unknown user costs what a known one does.
+    #[test]
+    fn the_dummy_has_the_cost_of_most_of_the_files_hashes() {
+        let text = format!(
+            "a:{}\nb:{}\nc:{}\nalice:{ALICE_ARGON2}\nbob:{BOB_SHA512}\n",
+            amqtt_cost_hash('1'),
+            amqtt_cost_hash('2'),
+            amqtt_cost_hash('3'),
+        );
+        let (file, _) = PasswordFile::parse(&text);
+        let dummy = file.dummy();
+        assert_eq!(cost_of(dummy), Some(AMQTT_COST), "{dummy}");
+        assert_ne!(cost_of(DEFAULT_DUMMY), Some(AMQTT_COST));
+        let parsed = PasswordHash::new(dummy).expect("a well-formed PHC string");
+        let template = PasswordHash::new(&amqtt_cost_hash('1')).expect("template");
+        assert_eq!(parsed.hash, template.hash, "same digest length");
+        assert_eq!(
+            parsed.salt.map(|s| s.as_ref().len()),
+            template.salt.map(|s| s.as_ref().len())
+        );
+        for n in ['1', '2', '3'] {
+            assert_ne!(dummy, amqtt_cost_hash(n), "a fresh salt, not a user's hash");
+        }
+        assert_eq!(
+            file.costs().get(&AMQTT_COST),
+            Some(&3),
+            "{:?}",
+            file.costs()
+        );
+    }
+
+    #[test]
+    fn dummies_of_other_formats_and_of_empty_files() {
+        // sha512-crypt with rounds: the dummy keeps them, and it is checked (and fails).
+        let (file, _) = PasswordFile::parse(&format!(
+            "a:{SPEC_ROUNDS}\nb:{ALICE_ARGON2}\nc:{SPEC_ROUNDS}\n"
+        ));
+        let dummy = file.dummy();
+        assert_eq!(
+            cost_of(dummy),
+            Some(Cost::Sha512Crypt { rounds: 10000 }),
+            "{dummy}"
+        );
+        assert!(dummy.starts_with("$6$rounds=10000$"), "{dummy}");
+        assert_ne!(dummy, SPEC_ROUNDS);
+        assert_eq!(verify(dummy, b"Hello world!"), Ok(false));
+        // argon2 at the default cost: a valid hash that no password matches.
+        let (file, _) = PasswordFile::parse(&format!("alice:{ALICE_ARGON2}\n"));
+        assert_eq!(cost_of(file.dummy()), cost_of(ALICE_ARGON2));
+        assert_eq!(verify(file.dummy(), b"alice-secret"), Ok(false));
+        // A tie: the greater cost (argon2 sorts before sha512-crypt).
+        let (file, _) = PasswordFile::parse(&format!("a:{ALICE_ARGON2}\nb:{BOB_SHA512}\n"));
+        assert_eq!(cost_of(file.dummy()), cost_of(BOB_SHA512));
+        // Nothing usable: the default.
+        for text in ["", "# nobody\n", "carol:$2b$12$x\n"] {
+            let (file, _) = PasswordFile::parse(text);
+            assert_eq!(file.dummy(), DEFAULT_DUMMY, "{text:?}");
+        }
+        assert_eq!(PasswordFile::default().dummy(), DEFAULT_DUMMY);
+    }
+
     #[test]
     fn argon2_vector() {
         assert_eq!(verify(ALICE_ARGON2, b"alice-secret"), Ok(true));
@@ -189,7 +441,7 @@ mod tests {
             hash,
             "salts are random"
         );
-        verify_dummy(b"anything");
+        assert_eq!(verify(DEFAULT_DUMMY, b"x"), Ok(true));
     }
 
     #[test]

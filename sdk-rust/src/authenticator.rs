@@ -104,6 +104,11 @@ pub struct AuthRequest {
     pub enhanced: Option<EnhancedAuth>,
     /// MQTT 5 user properties of the CONNECT, in order.
     pub user_properties: Vec<(String, String)>,
+    /// When the broker stops waiting for this answer: the request's arrival plus the call's
+    /// `grpc-timeout` (the alias's `timeout` in the broker's config), if the broker sent one.
+    /// The server cancels the call then; a plugin that queues slow work can use it to answer
+    /// early (or to refuse work it cannot finish in time) instead of being cut off.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 impl fmt::Debug for AuthRequest {
@@ -117,6 +122,7 @@ impl fmt::Debug for AuthRequest {
             .field("protocol_version", &self.protocol_version)
             .field("tls_peer_subject", &self.tls_peer_subject)
             .field("connection_id", &self.connection_id)
+            .field("deadline", &self.deadline)
             .field(
                 "enhanced",
                 &self.enhanced.as_ref().map(|e| (&e.method, e.step)),

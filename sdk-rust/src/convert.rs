@@ -212,6 +212,7 @@ impl From<pb::AuthenticateRequest> for AuthRequest {
                 .into_iter()
                 .map(|p| (p.key, p.value))
                 .collect(),
+            deadline: None,
         }
     }
 }

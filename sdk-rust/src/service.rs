@@ -2,7 +2,9 @@
 //! call the plugin, convert the answer.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -20,7 +22,9 @@ impl<A: Authenticator> authenticator_server::Authenticator for AuthenticatorServ
         &self,
         request: Request<pb::AuthenticateRequest>,
     ) -> Result<Response<pb::AuthenticateResponse>, Status> {
-        let req = AuthRequest::from(request.into_inner());
+        let deadline = grpc_timeout(request.metadata()).map(|t| tokio::time::Instant::now() + t);
+        let mut req = AuthRequest::from(request.into_inner());
+        req.deadline = deadline;
         let reply: pb::AuthenticateResponse = if req.enhanced.is_some() {
             self.0.authenticate_enhanced(req).await?.into()
         } else {
@@ -44,5 +48,51 @@ impl<T: TopicChecker> topic_filter_server::TopicFilter for TopicFilterService<T>
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let decision = self.0.check_topic(req).await?;
         Ok(Response::new(decision.into()))
+    }
+}
+
+/// The call's `grpc-timeout` (gRPC over HTTP/2: at most 8 digits and a unit, `H` `M` `S` `m`
+/// `u` `n`); `None` when absent or malformed (tonic's server then enforces none either).
+fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
+    let text = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let split = text.len().checked_sub(1)?;
+    let (digits, unit) = (text.get(..split)?, text.get(split..)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let value: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(value * 3600),
+        "M" => Duration::from_secs(value * 60),
+        "S" => Duration::from_secs(value),
+        "m" => Duration::from_millis(value),
+        "u" => Duration::from_micros(value),
+        "n" => Duration::from_nanos(value),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(value: &str) -> Option<Duration> {
+        let mut metadata = MetadataMap::new();
+        metadata.insert("grpc-timeout", value.parse().expect("ascii"));
+        grpc_timeout(&metadata)
+    }
+
+    #[test]
+    fn grpc_timeouts() {
+        assert_eq!(parse("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(parse("99999999u"), Some(Duration::from_micros(99_999_999)));
+        assert_eq!(parse("5n"), Some(Duration::from_nanos(5)));
+        for bad in ["", "m", "123456789m", "12x", "-1m", "1.5S", "+1m"] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(grpc_timeout(&MetadataMap::new()), None);
     }
 }

@@ -302,3 +302,36 @@ async fn check_topic_round_trip() {
 
     server.stop().await.expect("clean stop");
 }
+
+/// Reports the deadline it was given: `none`, or whether it lies within the next 30 s.
+struct DeadlineEcho;
+
+impl Authenticator for DeadlineEcho {
+    async fn authenticate(&self, req: AuthRequest) -> Result<Decision, Status> {
+        let now = tokio::time::Instant::now();
+        Ok(Decision::deny(match req.deadline {
+            None => "none".to_owned(),
+            Some(d) => format!(
+                "within 30s: {}",
+                d > now && d <= now + Duration::from_secs(30)
+            ),
+        }))
+    }
+}
+
+#[tokio::test]
+async fn the_broker_deadline_reaches_the_authenticator() {
+    let server = TestServer::start(Server::new("deadline", "1").authenticator(DeadlineEcho)).await;
+    let mut auth = pb::authenticator_client::AuthenticatorClient::new(server.channel.clone());
+    let mut timed = tonic::Request::new(pb::AuthenticateRequest::default());
+    timed.set_timeout(Duration::from_secs(30));
+    let with = auth.authenticate(timed).await.expect("call").into_inner();
+    assert_eq!(with.reason, "within 30s: true");
+    let without = auth
+        .authenticate(pb::AuthenticateRequest::default())
+        .await
+        .expect("call")
+        .into_inner();
+    assert_eq!(without.reason, "none");
+    server.stop().await.expect("clean stop");
+}
