@@ -12,8 +12,9 @@ use tracing::{info, warn};
 
 use crate::codec::QoS;
 use crate::context::BrokerContext;
-use crate::dispatch::{self, Origin};
+use crate::dispatch;
 use crate::message::Message;
+use crate::message::Origin;
 use crate::plugin::{ControlRequest, emit};
 use crate::topic;
 

@@ -10,21 +10,12 @@ use midge_proto::plugin::v1 as pb;
 
 use crate::codec::QoS;
 use crate::context::BrokerContext;
-use crate::message::Message;
+use crate::message::{Message, Origin};
 use crate::plugin::TopicQuery;
 use crate::plugin::cache::TopicCache;
 use crate::plugin::decision::Action;
 use crate::router::Target;
 use crate::session::Session;
-
-/// Who published a message (for events); `None` fields for broker-originated messages.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Origin<'a> {
-    /// Publishing client's id ("" for the broker itself).
-    pub client_id: &'a str,
-    /// Publishing client's user name.
-    pub username: Option<&'a str>,
-}
 
 /// Stores or clears the retained message (with its event), then delivers `message` to every
 /// subscriber allowed to receive it. The message has passed any PUBLISH check already.

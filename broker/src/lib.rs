@@ -11,14 +11,12 @@
 //! - [`session`]: per-client-id state that outlives connections; the session registry.
 //! - [`router`]: the subscription tree and fan-out of published messages.
 //! - [`retained`]: the retained message store behind a trait.
-//! - [`auth`]: the authentication voting rule.
 //! - [`sys_topics`]: the `$SYS` publisher.
 //! - [`admin`]: the gRPC admin API (`midge.admin.v1.BrokerAdmin`, health, reflection).
 //! - [`metrics`]: the Prometheus `/metrics` endpoint and the latency histograms behind it.
 //! - [`broker`]: ties it together: [`Broker::new`] and [`Broker::run`].
 
 pub mod admin;
-pub mod auth;
 pub mod broker;
 pub mod codec;
 pub mod config;
@@ -27,6 +25,7 @@ pub mod context;
 pub mod control;
 pub mod dispatch;
 mod hash;
+pub mod latency;
 pub mod listener;
 pub mod message;
 pub mod metrics;
@@ -40,4 +39,7 @@ pub mod sys_topics;
 pub mod topic;
 
 pub use broker::{Broker, BrokerError};
+
+/// The broker's version string: `$SYS/broker/version`, and what plugins are told in `Describe`.
+pub const VERSION: &str = concat!("midge ", env!("CARGO_PKG_VERSION"));
 pub use config::Config;

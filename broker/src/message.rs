@@ -197,3 +197,12 @@ mod tests {
         assert!(MessageProperties::from_publish(&with).is_some());
     }
 }
+
+/// Who published a message (for events); `None` fields for broker-originated messages.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Origin<'a> {
+    /// Publishing client's id ("" for the broker itself).
+    pub client_id: &'a str,
+    /// Publishing client's user name.
+    pub username: Option<&'a str>,
+}

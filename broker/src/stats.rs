@@ -5,8 +5,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::session::DropReason;
-
 /// Broker-wide counters.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -93,4 +91,17 @@ impl Stats {
             + Stats::get(&self.dropped_expired)
             + Stats::get(&self.dropped_too_large)
     }
+}
+
+/// Why a message was not queued for a subscriber (`Session::deliver`), as counted here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// QoS 0 message for a client that is offline (not queued, as mosquitto does by default).
+    OfflineQos0,
+    /// The session queue was full (`max-queued-messages`); see `queue-full-policy`.
+    QueueFull,
+    /// The MQTT 5 message expiry interval passed before the message could be sent.
+    Expired,
+    /// The message is larger than the client's MQTT 5 Maximum Packet Size.
+    TooLarge,
 }

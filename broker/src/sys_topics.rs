@@ -11,9 +11,6 @@ use crate::context::BrokerContext;
 use crate::message::Message;
 use crate::stats::Stats;
 
-/// The broker version string published at `$SYS/broker/version`.
-pub const VERSION: &str = concat!("midge ", env!("CARGO_PKG_VERSION"));
-
 /// Publishes the `$SYS` tree every `interval` until `shutdown`. An interval of zero disables it.
 pub async fn run(ctx: Arc<BrokerContext>, interval: Duration, shutdown: CancellationToken) {
     if interval.is_zero() {
@@ -35,7 +32,7 @@ pub async fn publish_all(ctx: &BrokerContext) {
     let connected = Stats::get(&s.clients_connected);
     let sessions = ctx.sessions.len() as u64;
     let values: [(&str, String); 17] = [
-        ("version", VERSION.to_string()),
+        ("version", crate::VERSION.to_string()),
         (
             "uptime",
             format!("{} seconds", ctx.started.elapsed().as_secs()),

@@ -40,8 +40,8 @@ use tokio::sync::watch;
 
 use crate::config::{ListenerConfig, ListenerKind};
 use crate::context::BrokerContext;
+use crate::latency::HistogramSnapshot;
 use crate::listener::{BoundListener, ListenerStats};
-use crate::metrics::HistogramSnapshot;
 use crate::plugin::Plugin;
 use crate::plugin::breaker::BreakerState;
 

@@ -11,10 +11,9 @@
 //!
 //! "Need more bytes" is not an error: decoders return `Ok(None)` for it.
 
+use crate::codec::properties::{PropertyContext, PropertyId};
+use crate::codec::reason::ReasonCode;
 use crate::codec::types::{PacketType, ProtocolVersion};
-use crate::codec::v4::packet::ConnectReturnCode;
-use crate::codec::v5::properties::{PropertyContext, PropertyId};
-use crate::codec::v5::reason::ReasonCode;
 
 /// Why a byte stream is not a valid sequence of MQTT packets.
 ///
@@ -285,22 +284,6 @@ impl DecodeError {
             E::EmptyUnsubscribe => "MQTT-3.10.3-2",
             E::ExpectedConnect(_) => "MQTT-3.1.0-1",
         })
-    }
-
-    /// The CONNACK return code to send before closing the connection, where MQTT 3.1/3.1.1
-    /// requires one; `None` means close without answering ([MQTT-3.1.4-1]).
-    ///
-    /// Only two decode errors are answered: an unsupported protocol level with
-    /// [`ConnectReturnCode::UnacceptableProtocolVersion`] ([MQTT-3.1.2-2]) and a forbidden empty
-    /// client identifier with [`ConnectReturnCode::IdentifierRejected`] ([MQTT-3.1.3-8]).
-    pub fn connack_code(&self) -> Option<ConnectReturnCode> {
-        match self {
-            DecodeError::UnsupportedProtocolLevel(_) => {
-                Some(ConnectReturnCode::UnacceptableProtocolVersion)
-            }
-            DecodeError::EmptyClientId(_) => Some(ConnectReturnCode::IdentifierRejected),
-            _ => None,
-        }
     }
 }
 

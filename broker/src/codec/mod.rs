@@ -23,6 +23,8 @@ pub mod convert;
 pub mod error;
 pub mod framing;
 pub mod primitives;
+pub mod properties;
+pub mod reason;
 pub mod topic;
 pub mod types;
 pub mod v4;

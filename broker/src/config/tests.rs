@@ -567,8 +567,8 @@ fn the_commented_plugins_example_of_the_default_file_parses() {
             ]),
             topics: Some(vec!["sensors/#".into()]),
             payload: Some(true),
-            config: serde_json::json!({"file": "/etc/midge/passwords"}),
-            ..PluginConfig::new("http://127.0.0.1:50051")
+            config: serde_json::json!({"password-file": "/etc/midge/passwords"}),
+            ..PluginConfig::new("http://127.0.0.1:50061")
         }
     );
     assert_eq!(

@@ -18,13 +18,14 @@ use crate::codec::v5::{
     UnsubAck, Unsubscribe,
 };
 use crate::context::BrokerContext;
-use crate::dispatch::{self, Origin};
+use crate::dispatch;
+use crate::message::Origin;
 use crate::message::{Message, MessageProperties};
 use crate::plugin::TopicQuery;
 use crate::plugin::decision::Action;
 use crate::plugin::emit::EventClock;
-use crate::router::Subscription;
 use crate::session::Session;
+use crate::session::Subscription;
 use crate::stats::Stats;
 
 /// The connected state of one client: its session and the broker it talks to.

@@ -528,7 +528,7 @@ fn will_message(will: &LastWill) -> Message {
 /// dispatch, where RECEIVE checks still apply.
 async fn publish_will(ctx: &BrokerContext, message: &Message) {
     debug!(topic = %message.topic, "publishing will");
-    dispatch::dispatch(ctx, dispatch::Origin::default(), message).await;
+    dispatch::dispatch(ctx, crate::message::Origin::default(), message).await;
 }
 
 fn flush_counters(ctx: &BrokerContext, stream: &mut PacketStream) {

@@ -55,8 +55,6 @@
 //! | `midge_plugin_events_unacked` | gauge | `plugin` | events sent and not acknowledged yet |
 //! | `midge_plugin_reconnects_total` | counter | `plugin` | failed connection attempts and broken event streams |
 
-mod histogram;
-
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -76,8 +74,6 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
-
-pub use histogram::{BUCKET_BOUNDS_US, BUCKETS, HistogramSnapshot, LatencyHistogram};
 
 use crate::admin::Runtime;
 use crate::codec::PacketType;

@@ -71,7 +71,7 @@ pub struct PluginStats {
     pub breaker_opened: AtomicU64,
     /// Latency of the calls that got an answer (for the admin API's percentiles and the
     /// `midge_plugin_call_duration_seconds` histogram).
-    pub latency: crate::metrics::LatencyHistogram,
+    pub latency: crate::latency::LatencyHistogram,
 }
 
 fn bump(counter: &AtomicU64) {

@@ -12,8 +12,7 @@ use prost::Message as _;
 use super::fields::{self, event, message, message_event, timestamp};
 use super::wire::{SliceWriter, delimited_len, text_len, varint_len};
 use crate::codec::ProtocolVersion;
-use crate::dispatch::Origin;
-use crate::message::Message;
+use crate::message::{Message, Origin};
 
 /// Wraps a body into an event stamped now; the pipeline assigns the sequence number.
 pub fn event(body: Body) -> pb::Event {
@@ -36,7 +35,7 @@ pub fn protocol_version(version: ProtocolVersion) -> pb::ProtocolVersion {
 /// A broker lifecycle body.
 pub fn lifecycle() -> pb::BrokerLifecycle {
     pb::BrokerLifecycle {
-        broker_version: crate::sys_topics::VERSION.to_string(),
+        broker_version: crate::VERSION.to_string(),
     }
 }
 

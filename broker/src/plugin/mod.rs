@@ -11,6 +11,7 @@
 //! - [`emit`]: building events from broker facts.
 //! - [`watch`]: live event watchers (the admin API's `WatchEvents`).
 
+mod anonymous;
 pub mod breaker;
 pub mod cache;
 pub mod client;
@@ -36,8 +37,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, Overflow as OverflowConfig};
-use crate::dispatch::Origin;
-use crate::message::Message;
+use crate::message::{Message, Origin};
 use cache::{AuthCache, TopicCache};
 pub use client::{Answer, FailureClass, Plugin, PluginStats, Roles};
 use decision::{Action, PluginVote, combine_auth, combine_topic};
@@ -238,8 +238,7 @@ impl PluginManager {
     /// plugin may answer CONTINUE: the first such plugin (in chain order) leads an exchange
     /// that [`continue_auth`](Self::continue_auth) carries on.
     pub async fn authenticate(&self, request: &pb::AuthenticateRequest) -> AuthOutcome {
-        let anonymous =
-            crate::auth::anonymous_vote(self.allow_anonymous, request.username.as_deref());
+        let anonymous = anonymous::vote(self.allow_anonymous, request.username.as_deref());
         // Enhanced authentication is a conversation: its answers are never cached.
         let cacheable = request.auth_method.is_empty();
         let asks = self.auth_chain.iter().map(|plugin| async move {
@@ -584,7 +583,7 @@ async fn supervise(
         let mut backoff = DESCRIBE_BACKOFF.0;
         let mut logged = false;
         loop {
-            match plugin.describe(crate::sys_topics::VERSION).await {
+            match plugin.describe(crate::VERSION).await {
                 Ok(()) => break,
                 Err(status) => {
                     let error = format!("describe: {:?}: {}", status.code(), status.message());
@@ -640,7 +639,7 @@ struct Hooks {
 impl PipelineHooks for Hooks {
     fn on_connect(&self) -> futures_util::future::BoxFuture<'static, Result<(), tonic::Status>> {
         let plugin = self.plugin.clone();
-        Box::pin(async move { plugin.describe(crate::sys_topics::VERSION).await })
+        Box::pin(async move { plugin.describe(crate::VERSION).await })
     }
 
     fn on_control(&self, control: pb::Control) {

@@ -29,32 +29,11 @@ use parking_lot::RwLock;
 use smallvec::SmallVec;
 
 use crate::codec::QoS;
-use crate::codec::v5::{SubscriptionId, SubscriptionOptions};
 use crate::message::{Message, SharedOrigin, SubscriptionIds};
 use crate::retained::RetainedStore;
-use crate::session::Session;
+use crate::session::{Session, Subscription};
 use crate::stats::Stats;
 use subscriptions::{Hit, SharedGroup, Subscriber, SubscriptionTree};
-
-/// One session's subscription to one filter: the MQTT 5 options (3.1.1 subscriptions have
-/// only the QoS set) and the subscription identifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Subscription {
-    /// Maximum QoS, No Local, Retain As Published, Retain Handling.
-    pub options: SubscriptionOptions,
-    /// The MQTT 5 Subscription Identifier, returned with every message it delivers.
-    pub id: Option<SubscriptionId>,
-}
-
-impl Subscription {
-    /// A plain subscription at `qos` (what 3.1.1 has).
-    pub fn qos(qos: QoS) -> Self {
-        Subscription {
-            options: SubscriptionOptions::new(qos),
-            id: None,
-        }
-    }
-}
 
 /// One session's copy of a message: the merge of every non-shared subscription of that session
 /// that matched ([MQTT-3.3.4-2]: one copy, at the highest QoS, carrying every identifier), or
@@ -373,6 +352,7 @@ mod tests {
     use bytes::{Bytes, BytesMut};
 
     use super::*;
+    use crate::codec::v5::SubscriptionId;
     use crate::config::QueueFullPolicy;
     use crate::retained::MemoryRetainedStore;
     use crate::session::{Owner, SessionLimits, SessionRegistry, SessionTerms};

@@ -8,6 +8,7 @@
 
 mod outgoing;
 mod registry;
+mod subscription;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::marker::PhantomData;
@@ -31,11 +32,11 @@ use crate::config::QueueFullPolicy;
 use crate::message::Message;
 use crate::outbound::{Encoded, Outbound};
 use crate::plugin::cache::TopicCache;
-use crate::router::Subscription;
-use crate::stats::Stats;
+use crate::stats::{DropReason, Stats};
 
 pub(crate) use outgoing::{Awaiting, OutgoingWindow};
 pub use registry::{Attached, SessionRegistry, SessionTerms};
+pub use subscription::Subscription;
 
 /// Per-session limits, copied from the `limits` section of the config.
 #[derive(Debug, Clone, Copy)]
@@ -302,19 +303,6 @@ impl PacketIds {
     pub(crate) fn remove(&mut self, id: &PacketId) -> bool {
         self.0.as_mut().is_some_and(|set| set.remove(id))
     }
-}
-
-/// Why [`Session::deliver`] did not queue a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
-    /// QoS 0 message for a client that is offline (not queued, as mosquitto does by default).
-    OfflineQos0,
-    /// The session queue was full (`max-queued-messages`); see `queue-full-policy`.
-    QueueFull,
-    /// The MQTT 5 message expiry interval passed before the message could be sent.
-    Expired,
-    /// The message is larger than the client's MQTT 5 Maximum Packet Size.
-    TooLarge,
 }
 
 /// One client id's session. Shared as `Arc<Session>` by the registry, the subscription tree and

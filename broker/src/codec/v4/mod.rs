@@ -70,3 +70,23 @@ impl Decoder {
 
 #[cfg(test)]
 mod tests;
+
+/// MQTT 3.1.1's answer to a decode error, beside the rest of MQTT 3.1.1 (as `v5::error` gives
+/// the MQTT 5 reason codes).
+impl DecodeError {
+    /// The CONNACK return code to send before closing the connection, where MQTT 3.1/3.1.1
+    /// requires one; `None` means close without answering ([MQTT-3.1.4-1]).
+    ///
+    /// Only two decode errors are answered: an unsupported protocol level with
+    /// [`ConnectReturnCode::UnacceptableProtocolVersion`] ([MQTT-3.1.2-2]) and a forbidden empty
+    /// client identifier with [`ConnectReturnCode::IdentifierRejected`] ([MQTT-3.1.3-8]).
+    pub fn connack_code(&self) -> Option<ConnectReturnCode> {
+        match self {
+            DecodeError::UnsupportedProtocolLevel(_) => {
+                Some(ConnectReturnCode::UnacceptableProtocolVersion)
+            }
+            DecodeError::EmptyClientId(_) => Some(ConnectReturnCode::IdentifierRejected),
+            _ => None,
+        }
+    }
+}

@@ -44,7 +44,7 @@ mod encode;
 mod error;
 pub mod packet;
 pub mod properties;
-pub mod reason;
+pub use crate::codec::reason;
 
 pub use encode::{encode, encode_publish};
 pub use packet::{

@@ -1,8 +1,8 @@
 //! Which properties each packet may carry (spec Table 2-4), in the order each packet's section
 //! lists them, with the section that describes each. The order is the one the encoder writes.
 
+use crate::codec::properties::{PropertyContext, PropertyId};
 use crate::codec::types::PacketType;
-use crate::codec::v5::properties::{PropertyContext, PropertyId};
 
 use PropertyId as P;
 
