@@ -16,6 +16,7 @@ use super::PluginError;
 use super::breaker::{Breaker, BreakerState};
 use super::decision::{PluginVote, vote_from_pb};
 use super::events::EventPipeline;
+use super::sanitize;
 use crate::config::{Fallback, PluginConfig};
 
 /// How a call failed, which selects the fallback.
@@ -288,11 +289,18 @@ impl Plugin {
             })
             .await
             .and_then(|r| {
+                // Authentication Data is an MQTT binary field: one too long for it cannot be
+                // passed on, so the answer is invalid (cutting it would corrupt it).
+                if r.auth_data.len() > sanitize::MAX_FIELD {
+                    debug!(alias = %self.alias, len = r.auth_data.len(), "authentication data too long for MQTT");
+                    return Err(FailureClass::Error);
+                }
                 if enhanced && r.verdict == pb::Verdict::Continue as i32 {
                     extra = (true, r.auth_data, 0);
                     return Ok((PluginVote::Ignore, 0));
                 }
-                let vote = vote_from_pb(r.verdict, &r.reason).ok_or(FailureClass::Error)?;
+                let reason = sanitize::client_text(&r.reason);
+                let vote = vote_from_pb(r.verdict, &reason).ok_or(FailureClass::Error)?;
                 if vote == PluginVote::Allow {
                     grants = r.grants;
                 }
@@ -323,7 +331,7 @@ impl Plugin {
             })
             .await
             .and_then(|r| {
-                vote_from_pb(r.verdict, &r.reason)
+                vote_from_pb(r.verdict, &sanitize::client_text(&r.reason))
                     .map(|vote| (vote, r.cache_ttl_ms))
                     .ok_or(FailureClass::Error)
             });
