@@ -402,7 +402,10 @@ async fn refuse(
         },
     }));
     if stream.queue(&connack).is_ok() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), stream.close()).await;
+        // As for a DISCONNECT: one second to write it and to let the client read it.
+        let until = tokio::time::Instant::now() + Duration::from_secs(1);
+        let _ = tokio::time::timeout_at(until, stream.close()).await;
+        stream.drain(until).await;
     }
 }
 

@@ -411,6 +411,20 @@ impl PacketStream {
         let _ = self.flush().await;
         let _ = self.transport.shutdown().await;
     }
+
+    /// After [`close`](Self::close): reads and discards what the client still sends until it
+    /// closes too, or `until`. Closing a socket with unread bytes resets the connection, and
+    /// a client still writing (PUBRELs, PINGREQs) would then get a broken pipe instead of
+    /// reading the DISCONNECT before the end of the stream.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: what it read is discarded anyway.
+    pub(crate) async fn drain(&mut self, until: tokio::time::Instant) {
+        let mut sink = [0u8; 4096];
+        let discard = async { while let Ok(1..) = self.transport.read(&mut sink).await {} };
+        let _ = tokio::time::timeout_at(until, discard).await;
+    }
 }
 
 /// `n` as a per-turn counter value (counters are flushed every loop turn, so this never
