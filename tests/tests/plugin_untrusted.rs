@@ -188,3 +188,102 @@ async fn a_311_client_refused_by_a_plugin_gets_not_authorized_or_bad_credentials
         assert_eq!(ack.reason, v5, "MQTT 5, plugin {code:#04x}");
     }
 }
+
+/// The human log format escapes what a plugin says: a topic it publishes to with line breaks
+/// and an escape sequence stays on the one line that logs it (a DENY reason is cleaned before
+/// it is logged).
+#[tokio::test]
+async fn plugin_strings_cannot_forge_human_log_lines() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    let plugin = TestPlugin::start().await;
+    plugin.on_auth(|_| Decision::deny("no\n2099-01-01 INFO forged line\r\x1b[2J").into());
+    let port = midge_tests::plugin::free_port();
+    let yaml = broker_yaml(&[plugin.yaml("p", "")], "auth:\n  plugins: [p]\n")
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let dir = midge_tests::TempDir::new();
+    let config = dir.write("midge.yaml", yaml);
+    let mut child = Command::new(midge_tests::broker::midge_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["--log-format", "human"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("midge starts");
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = Arc::clone(&lines);
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                lines
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(line);
+            }
+        })
+    };
+    let logged = |needle: &str| {
+        lines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|l| l.contains(needle))
+    };
+    let wait_for = |needle: &'static str| async move {
+        let deadline = tokio::time::Instant::now() + midge_tests::TIMEOUT;
+        while !logged(needle) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {needle:?} logged"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    wait_for("listening").await;
+    let addr = format!("127.0.0.1:{port}").parse().expect("address");
+    let (_, ack) = V5Client::connect(addr, &Connect5::new("forger")).await;
+    assert_eq!(ack.reason, reason::NOT_AUTHORIZED);
+    wait_for("refused: not authorized").await;
+    plugin
+        .wait_for_event("broker_post_start", |r| {
+            r.is(pb::EventKind::BrokerPostStart)
+        })
+        .await;
+    plugin
+        .publish(midge_plugin::Publish::new(
+            "t\n2099-01-01 INFO forged topic\r\x1b[2J",
+            b"x".to_vec(),
+        ))
+        .await;
+    wait_for("plugin publishes a message").await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+
+    let lines = lines.lock().unwrap_or_else(PoisonError::into_inner);
+    let refusal = lines
+        .iter()
+        .find(|l| l.contains("refused: not authorized"))
+        .expect("the refusal");
+    assert!(
+        refusal.contains("reason=no 2099-01-01 INFO forged line \u{FFFD}[2J"),
+        "{refusal}"
+    );
+    let publish = lines
+        .iter()
+        .find(|l| l.contains("plugin publishes a message"))
+        .expect("the publish");
+    assert!(
+        publish.contains(r"topic=t\n2099-01-01 INFO forged topic\r\u{1b}[2J"),
+        "{publish}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with("2099") || l.contains('\x1b')),
+        "a plugin forged a log line: {lines:#?}"
+    );
+}
