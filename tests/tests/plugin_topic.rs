@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use midge_plugin::{Action, Status};
-use midge_tests::plugin::{Reply, TestPlugin, broker_yaml};
+use midge_tests::plugin::{Reply, TestPlugin, broker_yaml, metrics_text};
 use midge_tests::raw::{Connect, Publish, Read};
 use midge_tests::{RawClient, TestBroker};
 
@@ -25,7 +25,7 @@ async fn broker(plugins: &[&TestPlugin], enable: bool, extra: &str) -> TestBroke
     let yaml = broker_yaml(
         &entries,
         &format!(
-            "topic-check:\n  enable: {enable}\n  plugins: [{}]\n",
+            "topic-check:\n  enable: {enable}\n  plugins: [{}]\nmetrics:\n  bind: 127.0.0.1:0\n",
             aliases.join(", ")
         ),
     );
@@ -455,4 +455,18 @@ async fn an_open_breaker_answers_without_waiting_for_the_deadline() {
         2,
         "only the first two reached the plugin"
     );
+    // The metrics say the same: two calls (both timed out), and two answers of the open
+    // breaker, which are unavailable fallbacks and not calls.
+    let text = metrics_text(&broker).await;
+    let sample = |name: &str, label: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains("plugin=\"p0\"") && l.contains(label))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} {label} in\n{text}"))
+    };
+    assert_eq!(sample("midge_plugin_calls_total", ""), 2.0);
+    assert_eq!(sample("midge_plugin_fallbacks_total", ""), 4.0);
+    let failures = "midge_plugin_call_failures_total";
+    assert_eq!(sample(failures, "failure=\"timeout\""), 2.0);
+    assert_eq!(sample(failures, "failure=\"unavailable\""), 2.0);
 }

@@ -33,7 +33,8 @@ pub enum FailureClass {
 /// Counters of one plugin, for logs, `$SYS`-style reporting and the admin API.
 #[derive(Debug, Default)]
 pub struct PluginStats {
-    /// Decision calls attempted (including those short-circuited by the breaker).
+    /// Decision calls sent to the plugin (not those an open breaker answered: they count as
+    /// `unavailable`).
     pub calls: AtomicU64,
     /// ALLOW answers.
     pub allows: AtomicU64,
@@ -344,10 +345,11 @@ impl Plugin {
         &self,
         call: impl Future<Output = Result<T, Status>>,
     ) -> Result<T, FailureClass> {
-        bump(&self.stats.calls);
+        // An open breaker answers without a call: counted as unavailable, not as a call.
         if !self.breaker.try_acquire() {
             return Err(FailureClass::Unavailable);
         }
+        bump(&self.stats.calls);
         let started = tokio::time::Instant::now();
         let outcome = tokio::time::timeout(self.config.timeout, call).await;
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
