@@ -15,6 +15,7 @@ use crate::context::BrokerContext;
 use crate::dispatch;
 use crate::message::Message;
 use crate::message::Origin;
+use crate::plugin::sanitize::MAX_FIELD;
 use crate::plugin::{ControlRequest, emit};
 use crate::topic;
 
@@ -44,8 +45,17 @@ pub async fn apply(ctx: &BrokerContext, request: ControlRequest) {
             let qos = u8::try_from(publish.qos)
                 .ok()
                 .and_then(|q| QoS::try_from(q).ok());
-            let (Some(qos), true) = (qos, topic::is_valid_topic_name(&publish.topic)) else {
-                warn!(%alias, topic = %publish.topic, qos = publish.qos, "plugin publish refused: bad topic or qos");
+            // MQTT strings and binary fields are at most 65,535 bytes: a longer topic or
+            // correlation data could not be sent to anyone.
+            let fits = publish.topic.len() <= MAX_FIELD
+                && publish
+                    .properties
+                    .as_ref()
+                    .is_none_or(|p| p.correlation_data.len() <= MAX_FIELD);
+            let (Some(qos), true) = (qos, fits && topic::is_valid_topic_name(&publish.topic))
+            else {
+                let shown = crate::plugin::sanitize::truncate(&publish.topic, 256);
+                warn!(%alias, topic = %shown, qos = publish.qos, "plugin publish refused: bad topic, qos or size");
                 return;
             };
             let (properties, expires_at) = emit::from_pb_properties(publish.properties.as_ref());

@@ -13,6 +13,7 @@
 //! - [`retained`]: the retained message store behind a trait.
 //! - [`sys_topics`]: the `$SYS` publisher.
 //! - [`admin`]: the gRPC admin API (`midge.admin.v1.BrokerAdmin`, health, reflection).
+//! - [`logging`]: the human log format's field formatter, which escapes control characters.
 //! - [`metrics`]: the Prometheus `/metrics` endpoint and the latency histograms behind it.
 //! - [`broker`]: ties it together: [`Broker::new`] and [`Broker::run`].
 
@@ -27,6 +28,7 @@ pub mod dispatch;
 mod hash;
 pub mod latency;
 pub mod listener;
+pub mod logging;
 pub mod message;
 pub mod metrics;
 pub mod outbound;

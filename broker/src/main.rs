@@ -136,7 +136,9 @@ fn init_tracing(cli: &Cli) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     match cli.log_format {
-        LogFormat::Human => logs.try_init(),
+        // Control characters escaped, as JSON does: a client id or a plugin's reason cannot
+        // forge log lines.
+        LogFormat::Human => logs.fmt_fields(midge::logging::EscapedFields).try_init(),
         LogFormat::Json => logs.json().try_init(),
     }
     .map_err(|err| anyhow::anyhow!(err))

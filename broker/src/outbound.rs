@@ -63,6 +63,11 @@ impl Outbound {
         self.protocol
     }
 
+    /// The largest packet the client accepts, in bytes (`u32::MAX` when it set no limit).
+    pub fn max_packet_size(&self) -> u32 {
+        self.max_packet_size
+    }
+
     /// Appends `message` as a PUBLISH with `packet_id` and `dup` to `buf`, or leaves `buf`
     /// unchanged when the client could not accept it. The expiry interval forwarded is the one
     /// left at `now`.

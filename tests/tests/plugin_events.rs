@@ -488,15 +488,38 @@ async fn overflow(policy: &str) -> (Vec<u32>, u64, TestBroker) {
         .collect();
     broker
         .wait_for_log("the drops logged", |l| {
-            l.contains("plugin event queue full, dropping events")
+            l.contains("plugin event queue full: events dropped")
         })
         .await;
     (payloads, dropped, broker)
 }
 
+/// Stops `broker` and checks that its "events dropped" warnings report every drop once: their
+/// `dropped` fields add up to the drop counter, and the last one's `total` is that counter.
+async fn assert_drops_reported(broker: &mut TestBroker, dropped: u64) {
+    broker.sigterm();
+    broker.wait_exit(Duration::from_secs(20)).await;
+    let warnings: Vec<serde_json::Value> = broker
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("plugin event queue full: events dropped"))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let field = |w: &serde_json::Value, name: &str| {
+        w["fields"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {name} in {w}"))
+    };
+    let reported: u64 = warnings.iter().map(|w| field(w, "dropped")).sum();
+    assert_eq!(reported, dropped, "dropped reported by {warnings:#?}");
+    let last = warnings.last().expect("a warning");
+    assert_eq!(field(last, "total"), dropped, "{last}");
+}
+
 #[tokio::test]
 async fn overflow_drop_oldest_keeps_the_newest_events() {
-    let (payloads, dropped, _broker) = overflow("drop-oldest").await;
+    let (payloads, dropped, mut broker) = overflow("drop-oldest").await;
+    assert_drops_reported(&mut broker, dropped).await;
     assert!(payloads.len() < 100, "{payloads:?}");
     assert_eq!(payloads.len() as u64 + dropped, 100);
     for pair in payloads.windows(2) {
@@ -511,7 +534,8 @@ async fn overflow_drop_oldest_keeps_the_newest_events() {
 
 #[tokio::test]
 async fn overflow_drop_newest_keeps_the_oldest_events() {
-    let (payloads, dropped, _broker) = overflow("drop-newest").await;
+    let (payloads, dropped, mut broker) = overflow("drop-newest").await;
+    assert_drops_reported(&mut broker, dropped).await;
     assert_eq!(payloads.len() as u64 + dropped, 100);
     for pair in payloads.windows(2) {
         assert!(pair[0] < pair[1], "in order: {payloads:?}");

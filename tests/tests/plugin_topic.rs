@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use midge_plugin::{Action, Status, pb};
-use midge_tests::plugin::{Reply, TestPlugin, broker_yaml, free_port, plugin_yaml};
+use midge_tests::plugin::{Reply, TestPlugin, broker_yaml, free_port, metrics_text, plugin_yaml};
 use midge_tests::raw::packet::{self, PUBACK, PUBREC};
 use midge_tests::raw::v5::{Decode5, Publish5, V5Client, ack, reason};
 use midge_tests::raw::{Connect, Publish, Read};
@@ -34,7 +34,9 @@ async fn broker(plugins: &[&TestPlugin], enable: bool, extra: &str) -> TestBroke
     };
     let yaml = broker_yaml(
         &entries,
-        &format!("topic-check:\n  enable: {enable}\n  plugins: [{chain}]\n"),
+        &format!(
+            "topic-check:\n  enable: {enable}\n  plugins: [{chain}]\nmetrics:\n  bind: 127.0.0.1:0\n"
+        ),
     );
     TestBroker::start(&yaml).await
 }
@@ -615,6 +617,20 @@ async fn an_open_breaker_answers_without_waiting_for_the_deadline() {
         2,
         "only the first two reached the plugin"
     );
+    // The metrics say the same: two calls (both timed out), and two answers of the open
+    // breaker, which are unavailable fallbacks and not calls.
+    let text = metrics_text(&broker).await;
+    let sample = |name: &str, label: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains("plugin=\"p0\"") && l.contains(label))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} {label} in\n{text}"))
+    };
+    assert_eq!(sample("midge_plugin_calls_total", ""), 2.0);
+    assert_eq!(sample("midge_plugin_fallbacks_total", ""), 4.0);
+    let failures = "midge_plugin_call_failures_total";
+    assert_eq!(sample(failures, "failure=\"timeout\""), 2.0);
+    assert_eq!(sample(failures, "failure=\"unavailable\""), 2.0);
 }
 
 #[tokio::test]

@@ -154,6 +154,15 @@ pub(crate) async fn handshake(
             })
             .collect(),
     };
+    if v5 {
+        // Known before authentication, so that a refusal too fits the client's Maximum Packet
+        // Size ([MQTT-3.1.2-24]).
+        let client_aliases = connect.properties.topic_alias_maximum.unwrap_or(0);
+        stream.out = Outbound::v5(
+            connect.properties.maximum_packet_size.map(|m| m.get()),
+            client_aliases.min(limits.topic_alias_maximum),
+        );
+    }
     let (grants, auth_data) = Box::pin(authenticate(ctx, stream, request, &connect)).await?;
     let mut connect = connect;
     connect.password = None;
@@ -232,11 +241,6 @@ pub(crate) async fn handshake(
     });
 
     if v5 {
-        let client_aliases = connect.properties.topic_alias_maximum.unwrap_or(0);
-        stream.out = Outbound::v5(
-            connect.properties.maximum_packet_size.map(|m| m.get()),
-            client_aliases.min(limits.topic_alias_maximum),
-        );
         connack.receive_maximum = (limits.receive_maximum < u16::MAX)
             .then(|| std::num::NonZeroU16::new(limits.receive_maximum))
             .flatten();
@@ -305,12 +309,7 @@ async fn authenticate(
                 reason_code,
             } => {
                 info!(username = connect.username.as_deref(), %reason, "refused: not authorized");
-                // A plugin's reason code counts if CONNACK may carry it as a refusal.
-                let code = u8::try_from(reason_code)
-                    .ok()
-                    .and_then(|c| ReasonCode::try_from(c).ok())
-                    .filter(|c| c.is_error() && c.allowed_in(PacketType::ConnAck))
-                    .unwrap_or(ReasonCode::NotAuthorized);
+                let code = refusal_code(reason_code, stream.is_v5());
                 refuse(ctx, stream, code, Some(reason)).await;
                 return None;
             }
@@ -366,6 +365,23 @@ async fn authenticate(
     }
 }
 
+/// The CONNACK reason code of a refusal by the authentication chain, whose denying plugin
+/// asked for `reason_code` (0: none). MQTT 5 gets the plugin's code if CONNACK may carry it as a
+/// refusal, else 0x87 not authorized. 3.1.1 gets 0x04 bad user name or password for 0x86 and
+/// 0x05 not authorized for anything else: never 0x03 server unavailable, which clients take
+/// as temporary and retry at once, forever.
+fn refusal_code(reason_code: u32, v5: bool) -> ReasonCode {
+    let code = u8::try_from(reason_code)
+        .ok()
+        .and_then(|c| ReasonCode::try_from(c).ok())
+        .filter(|c| c.is_error() && c.allowed_in(PacketType::ConnAck));
+    match code {
+        Some(code) if v5 => code,
+        Some(ReasonCode::BadUserNameOrPassword) => ReasonCode::BadUserNameOrPassword,
+        _ => ReasonCode::NotAuthorized,
+    }
+}
+
 /// Sends a refusing CONNACK (in the client's protocol: the nearest 3.1.1 return code for
 /// 3.1.1 clients) and counts it; the caller closes the connection.
 async fn refuse(
@@ -386,7 +402,10 @@ async fn refuse(
         },
     }));
     if stream.queue(&connack).is_ok() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), stream.close()).await;
+        // As for a DISCONNECT: one second to write it and to let the client read it.
+        let until = tokio::time::Instant::now() + Duration::from_secs(1);
+        let _ = tokio::time::timeout_at(until, stream.close()).await;
+        stream.drain(until).await;
     }
 }
 
@@ -426,4 +445,30 @@ fn owned(mut connect: Box<Connect>) -> Box<Connect> {
         .map(|(k, v)| (copy(k), copy(v)))
         .collect();
     connect
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_codes() {
+        let cases = [
+            (0, true, ReasonCode::NotAuthorized),
+            (0, false, ReasonCode::NotAuthorized),
+            (0x86, true, ReasonCode::BadUserNameOrPassword),
+            (0x86, false, ReasonCode::BadUserNameOrPassword),
+            (0x88, true, ReasonCode::ServerUnavailable),
+            (0x88, false, ReasonCode::NotAuthorized),
+            (0x8A, true, ReasonCode::Banned),
+            (0x97, false, ReasonCode::NotAuthorized),
+            // Not a refusal, or not one CONNACK may carry: the default.
+            (0x00, true, ReasonCode::NotAuthorized),
+            (0x8E, true, ReasonCode::NotAuthorized),
+            (0x1_0087, true, ReasonCode::NotAuthorized),
+        ];
+        for (plugin, v5, expected) in cases {
+            assert_eq!(refusal_code(plugin, v5), expected, "{plugin:#x} v5 {v5}");
+        }
+    }
 }

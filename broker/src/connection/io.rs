@@ -319,10 +319,31 @@ impl PacketStream {
 
     /// Appends `packet` to the write buffer, in the client's protocol version: a 3.1.1 client
     /// gets the 3.1.1 equivalent, or nothing where 3.1.1 has none (a server DISCONNECT).
+    ///
+    /// An MQTT 5 packet never exceeds the client's Maximum Packet Size ([MQTT-3.1.2-24]): its
+    /// Reason String and User Properties are left out when they would make it too large
+    /// (§3.1.2.11.4), and a packet still too large without them is not sent at all
+    /// ([MQTT-3.1.2-25]).
     pub(crate) fn queue(&mut self, packet: &Packet) -> Result<(), IoError> {
         let before = self.write_buf.len();
         if self.is_v5() {
             v5::encode(packet, &mut self.write_buf)?;
+            let max = self.out.max_packet_size() as usize;
+            if self.write_buf.len() - before > max {
+                self.write_buf.truncate(before);
+                if let Some(lean) = packet.without_diagnostics() {
+                    v5::encode(&lean, &mut self.write_buf)?;
+                }
+                if self.write_buf.len() - before > max || self.write_buf.len() == before {
+                    self.write_buf.truncate(before);
+                    tracing::warn!(
+                        packet = packet.name(),
+                        max_packet_size = max,
+                        "packet larger than the client accepts: not sent [MQTT-3.1.2-25]"
+                    );
+                    return Ok(());
+                }
+            }
         } else if let Some(packet) = convert::v5_to_v4(packet) {
             v4::encode(&packet, &mut self.write_buf)?;
         } else {
@@ -389,6 +410,20 @@ impl PacketStream {
     pub(crate) async fn close(&mut self) {
         let _ = self.flush().await;
         let _ = self.transport.shutdown().await;
+    }
+
+    /// After [`close`](Self::close): reads and discards what the client still sends until it
+    /// closes too, or `until`. Closing a socket with unread bytes resets the connection, and
+    /// a client still writing (PUBRELs, PINGREQs) would then get a broken pipe instead of
+    /// reading the DISCONNECT before the end of the stream.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: what it read is discarded anyway.
+    pub(crate) async fn drain(&mut self, until: tokio::time::Instant) {
+        let mut sink = [0u8; 4096];
+        let discard = async { while let Ok(1..) = self.transport.read(&mut sink).await {} };
+        let _ = tokio::time::timeout_at(until, discard).await;
     }
 }
 

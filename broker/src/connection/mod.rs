@@ -34,7 +34,11 @@ use midge_proto::plugin::v1 as pb;
 /// 1.5 × keepalive when that is longer.
 const WRITE_STALL: Duration = Duration::from_secs(30);
 
-/// How long closing may take to write what is still buffered.
+/// How long closing may take when the broker ends a connection: to write what is still
+/// buffered (the DISCONNECT), then to read and discard what the client still sends so that it
+/// can read the DISCONNECT rather than a reset. One deadline for both, so a connection's task
+/// (and its slot) outlives its end by at most this, and a broker shutdown, whose connections
+/// close concurrently, by no more.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Why a connection ended.
@@ -308,6 +312,7 @@ async fn close(live: &mut Live, exit: Exit) {
     };
     // Shared subscriptions: what this member did not acknowledge goes to another member.
     dispatch::redeliver_shared(&ctx, &session, connection_id).await;
+    let grace_until = Instant::now() + CLOSE_GRACE;
     if let Some(reason) = exit.server_reason() {
         // MQTT 5 clients learn why ([MQTT-4.13.2-1]); 3.1.1 has no server DISCONNECT, so
         // `queue` writes nothing for them.
@@ -325,7 +330,7 @@ async fn close(live: &mut Live, exit: Exit) {
         let _ = live.stream.queue(&disconnect);
     }
     // Best effort, bounded: a client that stopped reading gets no more time.
-    let _ = tokio::time::timeout(CLOSE_GRACE, live.stream.close()).await;
+    let _ = tokio::time::timeout_at(grace_until, live.stream.close()).await;
     flush_counters(&ctx, &mut live.stream);
     ctx.stats
         .clients_connected
@@ -355,6 +360,11 @@ async fn close(live: &mut Live, exit: Exit) {
         ctx.router.remove_session(&session);
     }
     live.owner.release();
+    // Last, after the session is released (a takeover does not wait for it): when the broker
+    // ended the connection, the client may still be writing.
+    if exit.server_reason().is_some() {
+        live.stream.drain(grace_until).await;
+    }
 }
 
 /// What ended a wait of the connected phase.

@@ -40,7 +40,7 @@
 //! | `midge_sessions` | gauge | | sessions stored, online and offline |
 //! | `midge_event_watchers` | gauge | | admin API `WatchEvents` calls open |
 //! | `midge_plugin_state` | gauge | `plugin`, `state`: `connected`, `reconnecting`, `breaker_open` | 1 for the plugin's state now, 0 for the others |
-//! | `midge_plugin_calls_total` | counter | `plugin` | decision calls (Authenticate, CheckTopic), cache hits not included |
+//! | `midge_plugin_calls_total` | counter | `plugin` | decision calls sent (Authenticate, CheckTopic): cache hits and calls an open breaker answered not included |
 //! | `midge_plugin_answers_total` | counter | `plugin`, `answer`: `allow`, `deny`, `ignore` | answers received |
 //! | `midge_plugin_call_failures_total` | counter | `plugin`, `failure`: `timeout`, `error`, `unavailable` | failed calls, each answered by a fallback |
 //! | `midge_plugin_fallbacks_total` | counter | `plugin` | fallbacks taken |
@@ -523,7 +523,7 @@ impl BrokerCollector {
         counter(
             e,
             "midge_plugin_calls",
-            "Decision calls made, cache hits not included.",
+            "Decision calls sent to the plugin; cache hits and calls an open breaker answered not included.",
             per_plugin(&|i| get(&stats(i).calls)),
         )?;
         counter(

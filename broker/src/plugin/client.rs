@@ -16,6 +16,7 @@ use super::PluginError;
 use super::breaker::{Breaker, BreakerState};
 use super::decision::{PluginVote, vote_from_pb};
 use super::events::EventPipeline;
+use super::sanitize;
 use crate::config::{Fallback, PluginConfig};
 
 /// How a call failed, which selects the fallback (the table is in `plugin.proto` and
@@ -47,7 +48,8 @@ impl FailureClass {
 /// Counters of one plugin, for logs, `$SYS`-style reporting and the admin API.
 #[derive(Debug, Default)]
 pub struct PluginStats {
-    /// Decision calls attempted (including those short-circuited by the breaker).
+    /// Decision calls sent to the plugin (not those an open breaker answered: they count as
+    /// `unavailable`).
     pub calls: AtomicU64,
     /// ALLOW answers.
     pub allows: AtomicU64,
@@ -476,11 +478,18 @@ impl Plugin {
             })
             .await
             .and_then(|r| {
+                // Authentication Data is an MQTT binary field: one too long for it cannot be
+                // passed on, so the answer is invalid (cutting it would corrupt it).
+                if r.auth_data.len() > sanitize::MAX_FIELD {
+                    debug!(alias = %self.alias, len = r.auth_data.len(), "authentication data too long for MQTT");
+                    return Err(FailureClass::Error);
+                }
                 if enhanced && r.verdict == pb::Verdict::Continue as i32 {
                     extra = (true, r.auth_data, 0);
                     return Ok((PluginVote::Ignore, 0));
                 }
-                let vote = vote_from_pb(r.verdict, &r.reason).ok_or(FailureClass::Error)?;
+                let reason = sanitize::client_text(&r.reason);
+                let vote = vote_from_pb(r.verdict, &reason).ok_or(FailureClass::Error)?;
                 if vote == PluginVote::Allow {
                     grants = r.grants;
                 }
@@ -514,7 +523,7 @@ impl Plugin {
             })
             .await
             .and_then(|r| {
-                vote_from_pb(r.verdict, &r.reason)
+                vote_from_pb(r.verdict, &sanitize::client_text(&r.reason))
                     .map(|vote| (vote, r.cache_ttl_ms))
                     .ok_or(FailureClass::Error)
             });
@@ -527,10 +536,11 @@ impl Plugin {
         &self,
         call: impl Future<Output = Result<T, Status>>,
     ) -> Result<T, FailureClass> {
-        bump(&self.stats.calls);
+        // An open breaker answers without a call: counted as unavailable, not as a call.
         if !self.breaker.try_acquire() {
             return Err(FailureClass::Unavailable);
         }
+        bump(&self.stats.calls);
         let started = tokio::time::Instant::now();
         let outcome = tokio::time::timeout(self.config.timeout, call).await;
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);

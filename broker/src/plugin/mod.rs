@@ -9,6 +9,7 @@
 //! - [`cache`]: decision caches.
 //! - [`events`]: the per-plugin event pipeline (queue, batching, acks, replay).
 //! - [`emit`]: building events from broker facts.
+//! - [`sanitize`]: plugin answers are untrusted input: their strings cleaned on arrival.
 //! - [`watch`]: live event watchers (the admin API's `WatchEvents`).
 
 mod anonymous;
@@ -20,6 +21,7 @@ pub mod emit;
 pub mod events;
 mod fields;
 pub mod grants;
+pub mod sanitize;
 mod tls;
 pub mod watch;
 mod wire;
@@ -642,7 +644,8 @@ impl PipelineHooks for Hooks {
         Box::pin(async move { plugin.describe(crate::VERSION).await })
     }
 
-    fn on_control(&self, control: pb::Control) {
+    fn on_control(&self, mut control: pb::Control) {
+        sanitize::control(&mut control);
         let request = ControlRequest {
             alias: self.plugin.alias().clone(),
             control,

@@ -93,6 +93,51 @@ impl Packet {
     }
 }
 
+impl Packet {
+    /// This packet without its Reason String and User Properties, or `None` if it has
+    /// neither (or cannot carry them). The server leaves them out rather than exceed the
+    /// client's Maximum Packet Size (§3.1.2.11.4, e.g. [MQTT-3.2.2-19], [MQTT-3.2.2-20]).
+    pub fn without_diagnostics(&self) -> Option<Packet> {
+        fn strip(
+            reason_string: &mut Option<ByteString>,
+            user_properties: &mut super::UserProperties,
+        ) -> bool {
+            let had = reason_string.is_some() || !user_properties.is_empty();
+            *reason_string = None;
+            user_properties.clear();
+            had
+        }
+        let mut lean = self.clone();
+        let had = match &mut lean {
+            Packet::ConnAck(ack) => {
+                let p = &mut ack.properties;
+                strip(&mut p.reason_string, &mut p.user_properties)
+            }
+            Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => {
+                strip(
+                    &mut r.properties.reason_string,
+                    &mut r.properties.user_properties,
+                )
+            }
+            Packet::SubAck(SubAck { properties, .. })
+            | Packet::UnsubAck(UnsubAck { properties, .. }) => strip(
+                &mut properties.reason_string,
+                &mut properties.user_properties,
+            ),
+            Packet::Disconnect(d) => strip(
+                &mut d.properties.reason_string,
+                &mut d.properties.user_properties,
+            ),
+            Packet::Auth(a) => strip(
+                &mut a.properties.reason_string,
+                &mut a.properties.user_properties,
+            ),
+            _ => false,
+        };
+        had.then_some(lean)
+    }
+}
+
 /// A subscription identifier: 1 to 268 435 455 (§3.8.2.1.2). Set in SUBSCRIBE, returned in
 /// every PUBLISH the subscription delivers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -69,6 +69,15 @@ use super::emit::MessageEvent;
 /// How often, at most, a pipeline logs that it drops events (each drop is counted regardless).
 const DROP_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The rate limit of the "events dropped" warning.
+#[derive(Debug, Default)]
+struct DropLog {
+    /// When the last warning was logged.
+    at: Option<StdInstant>,
+    /// The drop count (`PipelineStats::dropped`) it reported up to.
+    reported: u64,
+}
+
 /// What a full event queue does with one more event (the alias's `overflow` setting).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Overflow {
@@ -168,8 +177,8 @@ pub struct EventPipeline {
     queued: Notify,
     /// Wakes `push_and_wait` / `drain` callers when events are acked or dropped.
     settled: Notify,
-    /// When the last "dropping events" warning was logged.
-    drop_logged: Mutex<Option<StdInstant>>,
+    /// When the last "events dropped" warning was logged, and the drop count it reported.
+    drop_log: Mutex<DropLog>,
 }
 
 impl EventPipeline {
@@ -182,7 +191,7 @@ impl EventPipeline {
             buffer: Mutex::new(Buffer::new(&settings)),
             queued: Notify::new(),
             settled: Notify::new(),
-            drop_logged: Mutex::new(None),
+            drop_log: Mutex::new(DropLog::default()),
         })
     }
 
@@ -264,7 +273,10 @@ impl EventPipeline {
     /// Cancel safe: it only waits.
     pub async fn drain(&self, deadline: Instant) -> bool {
         let ticket = self.buffer.lock().last_ticket();
-        self.wait_settled(ticket, deadline).await
+        let drained = self.wait_settled(ticket, deadline).await;
+        // The broker is stopping: drops not reported yet are reported now, whatever the rate.
+        self.report_drops(true);
+        drained
     }
 
     /// A snapshot of the counters and state.
@@ -288,14 +300,14 @@ impl EventPipeline {
     /// arena); returns its ticket, or `None` if it was dropped. Wakes the stream task only if
     /// it waits for events: a busy one finds them when it builds its next batch.
     fn enqueue_with(&self, awaited: bool, encode: impl FnOnce(&mut BytesMut)) -> Option<u64> {
-        let (pushed, dropped_total, wake) = {
+        let (pushed, wake) = {
             let mut buffer = self.buffer.lock();
             let pushed = buffer.push(awaited, encode);
             let wake = pushed.ticket.is_some() && std::mem::take(&mut buffer.stream_idle);
-            (pushed, buffer.stats.dropped, wake)
+            (pushed, wake)
         };
         if pushed.dropped {
-            self.on_drop(dropped_total);
+            self.on_drop();
         }
         if wake {
             self.queued.notify_one();
@@ -304,21 +316,40 @@ impl EventPipeline {
     }
 
     /// After an overflow drop: wakes drain waiters (a drop may settle what they wait for) and
-    /// logs a warning, at most once per [`DROP_LOG_INTERVAL`].
+    /// reports the drops (rate-limited).
     #[cold]
-    fn on_drop(&self, dropped_total: u64) {
+    fn on_drop(&self) {
         self.settled.notify_waiters();
-        let now = StdInstant::now();
-        let mut logged = self.drop_logged.lock();
-        if logged.is_none_or(|at| now.duration_since(at) >= DROP_LOG_INTERVAL) {
-            *logged = Some(now);
-            drop(logged);
-            tracing::warn!(
-                plugin = %self.alias,
-                dropped = dropped_total,
-                "plugin event queue full, dropping events"
-            );
+        self.report_drops(false);
+    }
+
+    /// Logs a warning with the events dropped since the last one (`dropped`) and in all
+    /// (`total`), if there are any: at most once per [`DROP_LOG_INTERVAL`] unless `now`. Called
+    /// on each drop, and by the stream task as it goes on (acks, reconnects), so drops that came
+    /// after a warning are reported by a later one, not only when more drops follow; and at the
+    /// shutdown drain with `now`. The warnings' `dropped` add up to the `dropped` counter.
+    pub(crate) fn report_drops(&self, now: bool) {
+        let total = self.buffer.lock().stats.dropped;
+        let at = StdInstant::now();
+        let mut log = self.drop_log.lock();
+        let pending = total - log.reported;
+        if pending == 0
+            || (!now
+                && log
+                    .at
+                    .is_some_and(|last| at.duration_since(last) < DROP_LOG_INTERVAL))
+        {
+            return;
         }
+        log.at = Some(at);
+        log.reported = total;
+        drop(log);
+        tracing::warn!(
+            plugin = %self.alias,
+            dropped = pending,
+            total,
+            "plugin event queue full: events dropped"
+        );
     }
 
     /// Waits until every event up to `ticket` is settled (acked or dropped) or `deadline`.

@@ -217,6 +217,7 @@ impl EventPipeline {
                 result = attempt => result,
             };
             self.buffer.lock().failed();
+            self.report_drops(false);
             let delay = link.failed(&self.alias, &error);
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -294,6 +295,7 @@ impl EventPipeline {
     fn on_reply(&self, reply: pb::StreamReply, hooks: &dyn PipelineHooks) {
         if reply.ack > 0 && self.buffer.lock().ack(reply.ack) > 0 {
             self.settled.notify_waiters();
+            self.report_drops(false);
         }
         for control in reply.controls {
             hooks.on_control(control);
