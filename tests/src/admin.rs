@@ -7,22 +7,38 @@ use tonic::transport::Channel;
 
 use crate::{TestBroker, within};
 
+/// The `addr` field of the broker's first JSON log line whose message is `message` (e.g.
+/// `admin listening`).
+///
+/// # Panics
+///
+/// If the line does not come or has no address.
+pub async fn logged_addr(broker: &TestBroker, message: &str) -> std::net::SocketAddr {
+    let needle = format!("\"message\":\"{message}\"");
+    let line = broker.wait_for_log(message, |l| l.contains(&needle)).await;
+    let value: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+    value["fields"]["addr"]
+        .as_str()
+        .and_then(|a| a.trim_matches('"').parse().ok())
+        .unwrap_or_else(|| panic!("no addr in {line}"))
+}
+
 /// The admin API's bound address, from the broker's `admin listening` log line.
 ///
 /// # Panics
 ///
 /// If the line does not come or has no address.
 pub async fn admin_addr(broker: &TestBroker) -> std::net::SocketAddr {
-    let line = broker
-        .wait_for_log("admin listening", |l| {
-            l.contains("\"message\":\"admin listening\"")
-        })
-        .await;
-    let value: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-    value["fields"]["addr"]
-        .as_str()
-        .and_then(|a| a.trim_matches('"').parse().ok())
-        .unwrap_or_else(|| panic!("no addr in {line}"))
+    logged_addr(broker, "admin listening").await
+}
+
+/// The metrics endpoint's bound address, from the broker's `metrics listening` log line.
+///
+/// # Panics
+///
+/// If the line does not come or has no address.
+pub async fn metrics_addr(broker: &TestBroker) -> std::net::SocketAddr {
+    logged_addr(broker, "metrics listening").await
 }
 
 /// A connected admin client.

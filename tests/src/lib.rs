@@ -16,6 +16,7 @@
 //!   hand-written packets, for exact protocol assertions and malformed input.
 //! - [`client`]: [`MqttClient`], a `rumqttc` v3.1.1 client driven by a background task.
 //! - [`tls`]: [`TestCerts`], a throwaway CA with server and client certificates.
+//! - [`grpcurl`]: the real `grpcurl` binary, an HTTP scrape and a Prometheus text parser.
 //! - [`tools`]: [`require_tool`] and [`python`], locating the external test clients.
 //! - [`tempdir`]: [`TempDir`], a directory removed on drop.
 
@@ -25,6 +26,7 @@ use std::time::Duration;
 pub mod admin;
 pub mod broker;
 pub mod client;
+pub mod grpcurl;
 pub mod plugin;
 pub mod raw;
 pub mod tempdir;
@@ -52,5 +54,45 @@ pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
     match tokio::time::timeout(TIMEOUT, fut).await {
         Ok(out) => out,
         Err(_) => panic!("timed out after {TIMEOUT:?} waiting for {what}"),
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for up to `limit`, and returns what it
+/// found.
+///
+/// # Panics
+///
+/// When it never does, naming `what`.
+pub async fn eventually<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {limit:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// [`eventually`] for a check that has to await (e.g. an admin call), up to [`TIMEOUT`].
+///
+/// # Panics
+///
+/// When it never returns true, naming `what`.
+pub async fn eventually_async<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

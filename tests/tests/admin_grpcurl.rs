@@ -3,10 +3,9 @@
 //! codes; the bearer token. These are the commands the README's "Inspect a running broker"
 //! shows.
 
-mod admin_support;
-
-use admin_support::{ADMIN, ADMIN_SECTIONS, Grpcurl, admin_addr};
+use midge_tests::admin::admin_addr;
 use midge_tests::broker::tcp_config;
+use midge_tests::grpcurl::{ADMIN, ADMIN_SECTIONS, Grpcurl};
 use midge_tests::{MqttClient, TestBroker, TestCerts};
 use rumqttc::QoS;
 use serde_json::Value;

@@ -1,13 +1,12 @@
 //! `grpc.health.v1.Health` on the admin server: SERVING (overall and per service) while the
 //! broker runs, NOT_SERVING as soon as shutdown starts, watched live with the real `grpcurl`.
 
-mod admin_support;
-
 use std::time::Duration;
 
-use admin_support::{ADMIN, ADMIN_SECTIONS, Grpcurl, admin_addr};
 use midge_tests::TestBroker;
+use midge_tests::admin::admin_addr;
 use midge_tests::broker::tcp_config;
+use midge_tests::grpcurl::{ADMIN, ADMIN_SECTIONS, Grpcurl};
 
 #[tokio::test]
 async fn health_is_serving_per_service_and_unknown_services_are_not_found() {

@@ -1,10 +1,10 @@
 //! `GET /metrics`: the Prometheus text format, parsed strictly, with values that match the
 //! traffic the test generated.
 
-mod admin_support;
-
-use admin_support::{ADMIN_SECTIONS, eventually, http_get, metrics_addr, scrape};
+use midge_tests::admin::metrics_addr;
 use midge_tests::broker::tcp_config;
+use midge_tests::eventually_async as eventually;
+use midge_tests::grpcurl::{ADMIN_SECTIONS, http_get, scrape};
 use midge_tests::{MqttClient, RawClient, TestBroker};
 use rumqttc::QoS;
 

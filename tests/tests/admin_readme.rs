@@ -3,12 +3,11 @@
 //! broker's admin and metrics addresses in place of `127.0.0.1:50051` and `127.0.0.1:9090`.
 //! Lines with the `s3cret` token run against a second broker configured with that token.
 
-mod admin_support;
-
 use std::process::Stdio;
 
-use admin_support::{ADMIN_SECTIONS, Scrape, admin_addr, grpcurl_bin, metrics_addr};
+use midge_tests::admin::{admin_addr, metrics_addr};
 use midge_tests::broker::tcp_config;
+use midge_tests::grpcurl::{ADMIN_SECTIONS, Scrape, grpcurl_bin};
 use midge_tests::tools::repo_root;
 use midge_tests::{MqttClient, TestBroker, require_tool, within};
 use rumqttc::QoS;

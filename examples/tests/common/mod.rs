@@ -247,17 +247,7 @@ pub async fn connect(
     MqttClient::connect_with(opts(broker, client_id, user)).await
 }
 
-/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
-pub async fn eventually<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use midge_tests::eventually;
 
 /// The JSON lines of `path` so far (a missing file has none).
 pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {

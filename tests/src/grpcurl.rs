@@ -1,28 +1,24 @@
-//! Helpers of the admin API and metrics tests (`admin_*.rs`): the admin and metrics addresses
-//! from the broker's `admin listening` / `metrics listening` log lines, the real `grpcurl`
-//! binary (`.venv/bin/grpcurl`, installed by `scripts/grpcurl.sh`), a plain HTTP scrape and a
-//! Prometheus text-format parser.
-
-#![allow(dead_code)] // each test file uses its own part
+//! For the admin API and metrics tests (`admin_*.rs`): the real `grpcurl` binary
+//! (`.venv/bin/grpcurl`, installed by `scripts/grpcurl.sh`), a plain HTTP scrape and a
+//! Prometheus text-format parser. (The admin and metrics addresses are in [`crate::admin`].)
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
 
-use midge_tests::tools::{is_ci, repo_root};
-use midge_tests::{TIMEOUT, TestBroker, within};
+use crate::tools::{is_ci, repo_root};
+use crate::within;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, ChildStdout, Command};
 
 /// The admin service, as grpcurl names it.
-pub(crate) const ADMIN: &str = "midge.admin.v1.BrokerAdmin";
+pub const ADMIN: &str = "midge.admin.v1.BrokerAdmin";
 
 /// Extra config sections: admin and metrics on ephemeral loopback ports.
-pub(crate) const ADMIN_SECTIONS: &str = "\
+pub const ADMIN_SECTIONS: &str = "\
 admin:
   bind: 127.0.0.1:0
 metrics:
@@ -35,7 +31,7 @@ metrics:
 /// # Panics
 ///
 /// When grpcurl is missing and `CI=true`.
-pub(crate) fn grpcurl_bin() -> Option<PathBuf> {
+pub fn grpcurl_bin() -> Option<PathBuf> {
     let bin = repo_root().join(".venv").join("bin").join("grpcurl");
     if bin.exists() {
         return Some(bin);
@@ -52,36 +48,15 @@ pub(crate) fn grpcurl_bin() -> Option<PathBuf> {
     None
 }
 
-/// The `addr` of the first log line whose message is `message`.
-async fn logged_addr(broker: &TestBroker, message: &str) -> SocketAddr {
-    let needle = format!("\"message\":\"{message}\"");
-    let line = broker.wait_for_log(message, |l| l.contains(&needle)).await;
-    let value: Value = serde_json::from_str(&line).expect("JSON log line");
-    value["fields"]["addr"]
-        .as_str()
-        .and_then(|a| a.trim_matches('"').parse().ok())
-        .unwrap_or_else(|| panic!("no addr in {line}"))
-}
-
-/// The admin API's bound address (`admin listening`).
-pub(crate) async fn admin_addr(broker: &TestBroker) -> SocketAddr {
-    logged_addr(broker, "admin listening").await
-}
-
-/// The metrics endpoint's bound address (`metrics listening`).
-pub(crate) async fn metrics_addr(broker: &TestBroker) -> SocketAddr {
-    logged_addr(broker, "metrics listening").await
-}
-
 /// What one grpcurl run printed.
 #[derive(Debug)]
-pub(crate) struct Output {
+pub struct Output {
     /// Exit status was 0.
-    pub(crate) success: bool,
+    pub success: bool,
     /// Standard output.
-    pub(crate) stdout: String,
+    pub stdout: String,
     /// Standard error.
-    pub(crate) stderr: String,
+    pub stderr: String,
 }
 
 impl Output {
@@ -90,7 +65,7 @@ impl Output {
     /// # Panics
     ///
     /// When the call failed or printed something else.
-    pub(crate) fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         assert!(self.success, "grpcurl failed: {self:?}");
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
     }
@@ -100,7 +75,7 @@ impl Output {
     /// # Panics
     ///
     /// When the call succeeded.
-    pub(crate) fn code(&self) -> String {
+    pub fn code(&self) -> String {
         assert!(!self.success, "expected a failed call: {self:?}");
         // `Code: NotFound` for a failed call, `code = NotFound desc = ...` for a failed
         // reflection query.
@@ -118,16 +93,16 @@ impl Output {
 
 /// The real grpcurl against one admin server.
 #[derive(Debug, Clone)]
-pub(crate) struct Grpcurl {
+pub struct Grpcurl {
     bin: PathBuf,
     /// `-plaintext`, `-H ...`, TLS flags: what comes before the address.
-    pub(crate) flags: Vec<String>,
+    pub flags: Vec<String>,
     addr: SocketAddr,
 }
 
 impl Grpcurl {
     /// grpcurl `-plaintext` against `addr`; `None` (skipped) when grpcurl is not installed.
-    pub(crate) fn plaintext(addr: SocketAddr) -> Option<Self> {
+    pub fn plaintext(addr: SocketAddr) -> Option<Self> {
         Some(Self {
             bin: grpcurl_bin()?,
             flags: vec!["-plaintext".into()],
@@ -137,7 +112,7 @@ impl Grpcurl {
 
     /// grpcurl over TLS against `addr`, trusting the CA in `ca_pem`; `None` (skipped) when
     /// grpcurl is not installed.
-    pub(crate) fn tls(addr: SocketAddr, ca_pem: &std::path::Path) -> Option<Self> {
+    pub fn tls(addr: SocketAddr, ca_pem: &std::path::Path) -> Option<Self> {
         Some(Self {
             bin: grpcurl_bin()?,
             flags: vec!["-cacert".into(), ca_pem.display().to_string()],
@@ -146,7 +121,7 @@ impl Grpcurl {
     }
 
     /// The same, with one more flag (e.g. `-H`, `authorization: Bearer x`).
-    pub(crate) fn with(mut self, flags: &[&str]) -> Self {
+    pub fn with(mut self, flags: &[&str]) -> Self {
         self.flags.extend(flags.iter().map(|f| (*f).to_owned()));
         self
     }
@@ -165,7 +140,7 @@ impl Grpcurl {
 
     /// Runs `grpcurl FLAGS [ARGS...] ADDR [TAIL...]`: `args` go before the address (`-d`,
     /// `-emit-defaults`), `tail` after it (`list`, a method).
-    pub(crate) async fn run(&self, args: &[&str], tail: &[&str]) -> Output {
+    pub async fn run(&self, args: &[&str], tail: &[&str]) -> Output {
         let addr = self.addr.to_string();
         let mut all: Vec<&str> = args.to_vec();
         all.push(&addr);
@@ -181,7 +156,7 @@ impl Grpcurl {
     }
 
     /// Calls `BrokerAdmin/{method}` with `data` (JSON; `None` for no `-d`), defaults emitted.
-    pub(crate) async fn call(&self, method: &str, data: Option<&str>) -> Output {
+    pub async fn call(&self, method: &str, data: Option<&str>) -> Output {
         let mut args = vec!["-emit-defaults"];
         if let Some(data) = data {
             args.extend(["-d", data]);
@@ -190,7 +165,7 @@ impl Grpcurl {
     }
 
     /// Starts a server-streaming call (`WatchEvents`, a health `Watch`) and returns its reader.
-    pub(crate) fn stream(&self, method: &str, data: &str) -> Stream {
+    pub fn stream(&self, method: &str, data: &str) -> Stream {
         let addr = self.addr.to_string();
         let mut child = self
             .command(&["-emit-defaults", "-d", data, &addr, method])
@@ -207,7 +182,7 @@ impl Grpcurl {
 
 /// A grpcurl streaming call: its JSON messages, one by one. Killed on drop.
 #[derive(Debug)]
-pub(crate) struct Stream {
+pub struct Stream {
     child: Child,
     stdout: BufReader<ChildStdout>,
     /// Text read and not parsed yet.
@@ -220,7 +195,7 @@ impl Stream {
     /// # Panics
     ///
     /// When nothing comes in time.
-    pub(crate) async fn next(&mut self) -> Option<Value> {
+    pub async fn next(&mut self) -> Option<Value> {
         within("the next streamed message", async {
             loop {
                 let mut values =
@@ -245,11 +220,7 @@ impl Stream {
     /// # Panics
     ///
     /// When the stream ends first, or nothing matches within [`TIMEOUT`] per message.
-    pub(crate) async fn next_matching(
-        &mut self,
-        what: &str,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Value {
+    pub async fn next_matching(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         loop {
             match self.next().await {
                 Some(value) if pred(&value) => return value,
@@ -260,7 +231,7 @@ impl Stream {
     }
 
     /// What grpcurl wrote to stderr, once it exited (waits up to [`TIMEOUT`]).
-    pub(crate) async fn stderr(mut self) -> String {
+    pub async fn stderr(mut self) -> String {
         let mut text = String::new();
         if let Some(mut stderr) = self.child.stderr.take() {
             let _ = within("grpcurl's stderr", stderr.read_to_string(&mut text)).await;
@@ -274,7 +245,7 @@ impl Stream {
 /// # Panics
 ///
 /// On a connection error or a malformed answer.
-pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> (String, String, String) {
+pub async fn http_get(addr: SocketAddr, path: &str) -> (String, String, String) {
     within("an HTTP answer", async {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
@@ -295,11 +266,11 @@ pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> (String, String, S
 /// One parsed scrape: `name{label="value",...}` (labels sorted) → value, and each family's
 /// `# TYPE`.
 #[derive(Debug, Default)]
-pub(crate) struct Scrape {
+pub struct Scrape {
     /// Samples by name with sorted labels, e.g. `midge_messages_dropped_total{reason="queue_full"}`.
-    pub(crate) samples: BTreeMap<String, f64>,
+    pub samples: BTreeMap<String, f64>,
     /// Metric types by family name.
-    pub(crate) types: BTreeMap<String, String>,
+    pub types: BTreeMap<String, String>,
 }
 
 impl Scrape {
@@ -309,7 +280,7 @@ impl Scrape {
     /// # Panics
     ///
     /// On any line that is not valid.
-    pub(crate) fn parse(text: &str) -> Scrape {
+    pub fn parse(text: &str) -> Scrape {
         let mut scrape = Scrape::default();
         for line in text.lines().filter(|l| !l.is_empty()) {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
@@ -378,7 +349,7 @@ impl Scrape {
     /// # Panics
     ///
     /// When there is no such sample.
-    pub(crate) fn get(&self, series: &str) -> f64 {
+    pub fn get(&self, series: &str) -> f64 {
         *self
             .samples
             .get(series)
@@ -395,7 +366,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// Scrapes `/metrics` and parses it; checks the status and the content type.
-pub(crate) async fn scrape(addr: SocketAddr) -> Scrape {
+pub async fn scrape(addr: SocketAddr) -> Scrape {
     let (status, headers, body) = http_get(addr, "/metrics").await;
     assert!(status.contains(" 200 "), "{status}");
     assert!(
@@ -403,24 +374,4 @@ pub(crate) async fn scrape(addr: SocketAddr) -> Scrape {
         "{headers}"
     );
     Scrape::parse(&body)
-}
-
-/// Polls `check` every 50 ms until it returns true, for up to [`TIMEOUT`].
-///
-/// # Panics
-///
-/// When it never does.
-pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
