@@ -51,10 +51,17 @@ pub enum BrokerError {
 }
 
 /// An MQTT broker built from a [`Config`].
+///
+/// Its tasks hang off one tree of cancellation tokens, cancelled from the leaves to the root as
+/// the shutdown proceeds: `accepting` (listeners and periodic tasks; cancelled when the
+/// caller's shutdown token is) ⊂ `ctx.shutdown` (connections and delayed wills) ⊂ `root`
+/// (plugins, control messages, admin API, metrics: the last to stop). Cancelling the root stops
+/// everything.
 #[derive(Debug)]
 pub struct Broker {
     ctx: Arc<BrokerContext>,
     controls: mpsc::Receiver<ControlRequest>,
+    root: CancellationToken,
 }
 
 impl Broker {
@@ -76,17 +83,19 @@ impl Broker {
             stats.clone(),
         ));
         let sessions = Arc::new(SessionRegistry::new(limits, stats.clone()));
+        let root = CancellationToken::new();
         let ctx = BrokerContext::new(
             Arc::new(config),
             router,
             sessions,
             stats,
             Arc::new(plugins),
-            CancellationToken::new(),
+            root.child_token(),
         );
         Ok(Broker {
             ctx: Arc::new(ctx),
             controls,
+            root,
         })
     }
 
@@ -113,30 +122,40 @@ impl Broker {
     /// start before any client is accepted; so does an `admin` or `metrics` section whose address
     /// cannot be bound.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), BrokerError> {
-        let Broker { ctx, controls } = self;
+        let Broker {
+            ctx,
+            controls,
+            root,
+        } = self;
         let runtime = Arc::new(Runtime::default());
         let admin = admin::bind(&ctx.config.admin).await?;
         let metrics = metrics::bind(&ctx.config.metrics).await?;
-        let plugin_tasks = TaskTracker::new();
-        let plugin_shutdown = CancellationToken::new();
+        let services = TaskTracker::new();
+        let accepting = ctx.shutdown.child_token();
+        // The caller's token starts the shutdown: it cancels the leaf of the tree.
+        services.spawn({
+            let (accepting, root) = (accepting.clone(), root.clone());
+            async move {
+                tokio::select! {
+                    () = shutdown.cancelled() => accepting.cancel(),
+                    () = root.cancelled() => {}
+                }
+            }
+        });
         if let Some(admin) = admin {
-            plugin_tasks.spawn(admin.serve(
+            services.spawn(admin.serve(
                 ctx.clone(),
                 runtime.clone(),
-                shutdown.clone(),
-                plugin_shutdown.clone(),
+                accepting.clone(),
+                root.clone(),
             ));
         }
         if let Some(metrics) = metrics {
-            plugin_tasks.spawn(metrics.serve(
-                ctx.clone(),
-                runtime.clone(),
-                plugin_shutdown.clone(),
-            ));
+            services.spawn(metrics.serve(ctx.clone(), runtime.clone(), root.clone()));
         }
-        ctx.plugins.start(&plugin_tasks, &plugin_shutdown);
-        plugin_tasks.spawn(control::run(ctx.clone(), controls, plugin_shutdown.clone()));
-        let result = serve(&ctx, &runtime, &shutdown).await;
+        ctx.plugins.start(&services, &root);
+        services.spawn(control::run(ctx.clone(), controls, root.clone()));
+        let result = serve(&ctx, &runtime, &accepting).await;
 
         ctx.plugins.drain(Instant::now() + DRAIN_DEADLINE).await;
         ctx.plugins
@@ -146,9 +165,9 @@ impl Broker {
                 Instant::now() + LIFECYCLE_DEADLINE,
             )
             .await;
-        plugin_shutdown.cancel();
-        plugin_tasks.close();
-        if tokio::time::timeout(SHUTDOWN_DEADLINE, plugin_tasks.wait())
+        root.cancel();
+        services.close();
+        if tokio::time::timeout(SHUTDOWN_DEADLINE, services.wait())
             .await
             .is_err()
         {
@@ -241,13 +260,21 @@ async fn serve(
     ctx.shutdown.cancel();
     ctx.sessions.kick_all();
     tasks.close();
-    if tokio::time::timeout(SHUTDOWN_DEADLINE, tasks.wait())
+    ctx.tasks.close();
+    let deadline = Instant::now() + SHUTDOWN_DEADLINE;
+    if tokio::time::timeout_at(deadline, tasks.wait()).await.is_err() {
+        warn!(
+            remaining = tasks.len(),
+            "shutdown deadline passed with connections still open"
+        );
+    }
+    if tokio::time::timeout_at(deadline, ctx.tasks.wait())
         .await
         .is_err()
     {
         warn!(
-            remaining = tasks.len(),
-            "shutdown deadline passed with connections still open"
+            remaining = ctx.tasks.len(),
+            "shutdown deadline passed with broker tasks still running"
         );
     }
     Ok(())

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use bytestring::ByteString;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::plugin::PluginManager;
@@ -27,8 +28,13 @@ pub struct BrokerContext {
     pub stats: Arc<Stats>,
     /// Plugins: authentication, topic checks, events.
     pub plugins: Arc<PluginManager>,
-    /// Cancelled when the broker shuts down; connections close without publishing wills.
+    /// Cancelled when the broker closes its connections at shutdown (they close without
+    /// publishing wills). A child of the broker's root token (see `broker.rs`), so cancelling
+    /// the root cancels it too.
     pub shutdown: CancellationToken,
+    /// The broker's own background tasks that belong to no connection (delayed wills): each
+    /// ends when `shutdown` is cancelled, and shutdown waits for them.
+    pub tasks: TaskTracker,
     /// When the broker started (for uptime).
     pub started: Instant,
     next_connection_id: AtomicU64,
@@ -57,6 +63,7 @@ impl BrokerContext {
             stats,
             plugins,
             shutdown,
+            tasks: TaskTracker::new(),
             started: Instant::now(),
             next_connection_id: AtomicU64::new(1),
             id_seed,

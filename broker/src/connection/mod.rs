@@ -497,8 +497,11 @@ async fn will_after_delay(
     let pending = crate::session::PendingWill::child_of(&ctx.shutdown);
     session.with_state(|st| st.pending_will = Some(Box::new(pending.clone())));
     debug!(?wait, "will delayed");
+    let owner = ctx.clone();
     let ctx = ctx.clone();
-    tokio::spawn(async move {
+    // Owned by the broker's tracker, not the connection (which is gone by then); it ends when
+    // the will is decided, at the latest at shutdown (`pending` is a child of its token).
+    owner.tasks.spawn(async move {
         let send = tokio::select! {
             now = pending.decided() => now,
             () = tokio::time::sleep(wait) => true,
