@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use midge_proto::plugin::v1 as pb;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -16,7 +15,7 @@ use crate::config::Config;
 use crate::context::BrokerContext;
 use crate::listener::{self, ListenerError};
 use crate::metrics::{self, MetricsError};
-use crate::plugin::{ControlRequest, PluginError, PluginManager, emit};
+use crate::plugin::{ControlRequest, Lifecycle, PluginError, PluginManager};
 use crate::retained::MemoryRetainedStore;
 use crate::router::Router;
 use crate::session::{SessionLimits, SessionRegistry};
@@ -159,11 +158,7 @@ impl Broker {
 
         ctx.plugins.drain(Instant::now() + DRAIN_DEADLINE).await;
         ctx.plugins
-            .emit_and_wait(
-                pb::EventKind::BrokerPostShutdown,
-                pb::event::Body::PostShutdown(emit::lifecycle()),
-                Instant::now() + LIFECYCLE_DEADLINE,
-            )
+            .lifecycle(Lifecycle::PostShutdown, Instant::now() + LIFECYCLE_DEADLINE)
             .await;
         root.cancel();
         services.close();
@@ -217,13 +212,8 @@ async fn serve(
     let all_described =
         futures_util::future::join_all(plugins.plugins().iter().map(|p| p.wait_described()));
     let _ = tokio::time::timeout(DESCRIBE_GRACE, all_described).await;
-    let lifecycle =
-        |kind, body| plugins.emit_and_wait(kind, body, Instant::now() + LIFECYCLE_DEADLINE);
-    lifecycle(
-        pb::EventKind::BrokerPreStart,
-        pb::event::Body::PreStart(emit::lifecycle()),
-    )
-    .await;
+    let lifecycle = |moment| plugins.lifecycle(moment, Instant::now() + LIFECYCLE_DEADLINE);
+    lifecycle(Lifecycle::PreStart).await;
 
     let listeners = listener::bind_all(&ctx.config.listeners).await?;
     runtime.listeners_bound(&listeners, &ctx.config.listeners);
@@ -241,19 +231,11 @@ async fn serve(
         shutdown.clone(),
     ));
     tasks.spawn(expire_sessions(ctx.clone(), shutdown.clone()));
-    lifecycle(
-        pb::EventKind::BrokerPostStart,
-        pb::event::Body::PostStart(emit::lifecycle()),
-    )
-    .await;
+    lifecycle(Lifecycle::PostStart).await;
 
     shutdown.cancelled().await;
     info!("shutting down");
-    lifecycle(
-        pb::EventKind::BrokerPreShutdown,
-        pb::event::Body::PreShutdown(emit::lifecycle()),
-    )
-    .await;
+    lifecycle(Lifecycle::PreShutdown).await;
     // Listeners and background tasks watch `shutdown`; connections are kicked. Cancelled
     // first: a connection that attaches after `kick_all` finds the token cancelled and kicks
     // itself (both steps take the registry lock, so one of them sees the other).
@@ -262,7 +244,10 @@ async fn serve(
     tasks.close();
     ctx.tasks.close();
     let deadline = Instant::now() + SHUTDOWN_DEADLINE;
-    if tokio::time::timeout_at(deadline, tasks.wait()).await.is_err() {
+    if tokio::time::timeout_at(deadline, tasks.wait())
+        .await
+        .is_err()
+    {
         warn!(
             remaining = tasks.len(),
             "shutdown deadline passed with connections still open"

@@ -6,14 +6,13 @@ use std::sync::Arc;
 
 use bytestring::ByteString;
 use futures_util::future::join_all;
-use midge_proto::plugin::v1 as pb;
 
 use crate::codec::QoS;
 use crate::context::BrokerContext;
 use crate::message::{Message, Origin};
-use crate::plugin::TopicQuery;
 use crate::plugin::cache::TopicCache;
 use crate::plugin::decision::Action;
+use crate::plugin::{MessageMoment, TopicQuery};
 use crate::router::Target;
 use crate::session::Session;
 
@@ -22,12 +21,12 @@ use crate::session::Session;
 /// Returns how many subscribers it was delivered or queued to.
 pub async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message) -> usize {
     if let Some(stored) = ctx.router.retain(message, origin.client_id) {
-        let kind = if stored {
-            pb::EventKind::RetainedStored
+        let moment = if stored {
+            MessageMoment::RetainedStored
         } else {
-            pb::EventKind::RetainedCleared
+            MessageMoment::RetainedCleared
         };
-        ctx.plugins.emit_message(kind, origin, message);
+        ctx.plugins.message(moment, origin, message);
     }
     deliver(ctx, origin.client_id, message).await
 }

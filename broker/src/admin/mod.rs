@@ -90,7 +90,7 @@ pub struct Runtime {
 /// snapshots that bound the percentile window.
 #[derive(Debug, Clone)]
 struct PluginTrack {
-    state: admin_pb::PluginState,
+    state: PluginState,
     since: SystemTime,
     /// Taken at the start of the current window and of the one before it.
     window_start: (std::time::Instant, HistogramSnapshot),
@@ -208,7 +208,7 @@ impl Runtime {
 #[derive(Debug, Clone, Copy)]
 pub struct PluginView {
     /// Its state now.
-    pub state: admin_pb::PluginState,
+    pub state: PluginState,
     /// Since when.
     pub since: SystemTime,
     /// Latency of its answered calls over the last one to two minutes.
@@ -218,9 +218,9 @@ pub struct PluginView {
 /// A plugin's state from the broker's signals: the circuit breaker first (open or probing:
 /// calls take the fallback at once), then whether it answered `Describe` and, when it gets
 /// events, whether its event stream is open.
-pub fn plugin_state(plugin: &Plugin) -> admin_pb::PluginState {
+pub fn plugin_state(plugin: &Plugin) -> PluginState {
     if plugin.breaker_state() != BreakerState::Closed {
-        return admin_pb::PluginState::BreakerOpen;
+        return PluginState::BreakerOpen;
     }
     let pipeline = plugin.pipeline();
     let wants_events = pb::EventKind::ALL_BUT_PACKETS
@@ -228,9 +228,31 @@ pub fn plugin_state(plugin: &Plugin) -> admin_pb::PluginState {
         .chain(&pb::EventKind::PACKET_KINDS)
         .any(|kind| pipeline.wants(*kind));
     if plugin.is_described() && (!wants_events || pipeline.stats().connected) {
-        admin_pb::PluginState::Connected
+        PluginState::Connected
     } else {
-        admin_pb::PluginState::Reconnecting
+        PluginState::Reconnecting
+    }
+}
+
+/// A plugin's state as the admin API and the metrics report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginState {
+    /// It answered `Describe` and, if it gets events, its event stream is open.
+    Connected,
+    /// Not (yet, or no longer) reachable: calls take `on-unavailable`.
+    Reconnecting,
+    /// Its circuit breaker is open or probing: calls take the fallback at once.
+    BreakerOpen,
+}
+
+impl PluginState {
+    /// The admin API's value.
+    pub fn to_pb(self) -> admin_pb::PluginState {
+        match self {
+            PluginState::Connected => admin_pb::PluginState::Connected,
+            PluginState::Reconnecting => admin_pb::PluginState::Reconnecting,
+            PluginState::BreakerOpen => admin_pb::PluginState::BreakerOpen,
+        }
     }
 }
 

@@ -387,7 +387,7 @@ impl BrokerAdmin for AdminService {
                 admin_pb::Plugin {
                     alias: plugin.alias().to_string(),
                     endpoint: plugin.config().endpoint.clone(),
-                    state: view.state as i32,
+                    state: view.state.to_pb() as i32,
                     state_since: timestamp(view.since),
                     name: description.name,
                     version: description.version,

@@ -17,10 +17,9 @@ use crate::codec::v5::{
 use crate::context::BrokerContext;
 use crate::listener::PeerInfo;
 use crate::outbound::Outbound;
-use crate::plugin::{AuthOutcome, emit};
+use crate::plugin::{AuthOutcome, AuthQuery, ConnectFacts};
 use crate::session::{Owner, Session, SessionTerms};
 use crate::stats::Stats;
-use midge_proto::plugin::v1 as pb;
 
 /// How long a client may take to answer one AUTH challenge of enhanced authentication.
 const AUTH_STEP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -123,37 +122,22 @@ pub(crate) async fn handshake(
 
     let connection_id = ctx.next_connection_id();
     let props = &connect.properties;
-    let request = pb::AuthenticateRequest {
-        client_id: client_id.to_string(),
-        username: connect.username.as_ref().map(|u| u.to_string()),
-        password: connect.password.as_ref().map(|p| p.to_vec()),
-        remote_addr: peer.addr.to_string(),
-        listener: peer.listener.to_string(),
-        protocol_version: emit::protocol_version(protocol) as i32,
-        tls_peer_subject: peer.tls_subject.clone().unwrap_or_default(),
+    let facts = ConnectFacts {
+        client_id: &client_id,
+        username: connect.username.as_deref(),
+        password: connect.password.as_deref(),
+        remote_addr: peer.addr,
+        listener: &peer.listener,
+        protocol,
+        tls_subject: peer.tls_subject.as_deref(),
         clean_start: connect.clean_start,
-        keep_alive_secs: u32::from(connect.keep_alive),
-        connection_id: connection_id.to_string(),
-        auth_method: props
-            .authentication_method
-            .as_ref()
-            .map(|m| m.to_string())
-            .unwrap_or_default(),
-        auth_data: props
-            .authentication_data
-            .as_ref()
-            .map(|d| d.to_vec())
-            .unwrap_or_default(),
-        step: 0,
-        user_properties: props
-            .user_properties
-            .iter()
-            .map(|(key, value)| pb::UserProperty {
-                key: key.to_string(),
-                value: value.to_string(),
-            })
-            .collect(),
+        keep_alive: connect.keep_alive,
+        connection_id,
+        auth_method: props.authentication_method.as_deref(),
+        auth_data: props.authentication_data.as_deref(),
     };
+    let user_properties = props.user_properties.iter().map(|(k, v)| (&**k, &**v));
+    let query = AuthQuery::new(facts, user_properties);
     if v5 {
         // Known before authentication, so that a refusal too fits the client's Maximum Packet
         // Size ([MQTT-3.1.2-24]).
@@ -163,7 +147,7 @@ pub(crate) async fn handshake(
             client_aliases.min(limits.topic_alias_maximum),
         );
     }
-    let (grants, auth_data) = Box::pin(authenticate(ctx, stream, request, &connect)).await?;
+    let (grants, auth_data) = Box::pin(authenticate(ctx, stream, query, &connect)).await?;
     let mut connect = connect;
     connect.password = None;
     connect.properties.authentication_data = None;
@@ -294,13 +278,13 @@ pub(crate) async fn handshake(
 async fn authenticate(
     ctx: &BrokerContext,
     stream: &mut PacketStream,
-    mut request: pb::AuthenticateRequest,
+    mut query: AuthQuery,
     connect: &Connect,
 ) -> Option<(
     Option<std::sync::Arc<crate::plugin::grants::Grants>>,
     Vec<u8>,
 )> {
-    let mut outcome = ctx.plugins.authenticate(&request).await;
+    let mut outcome = ctx.plugins.authenticate(&query).await;
     loop {
         let pending = match outcome {
             AuthOutcome::Allowed { grants, auth_data } => return Some((grants, auth_data)),
@@ -355,13 +339,13 @@ async fn authenticate(
             refuse(ctx, stream, ReasonCode::BadAuthenticationMethod, None).await;
             return None;
         }
-        request.step += 1;
-        request.auth_data = auth
-            .properties
-            .authentication_data
-            .map(|d| d.to_vec())
-            .unwrap_or_default();
-        outcome = ctx.plugins.continue_auth(pending, &request).await;
+        query.next_step(
+            auth.properties
+                .authentication_data
+                .map(|d| d.to_vec())
+                .unwrap_or_default(),
+        );
+        outcome = ctx.plugins.continue_auth(pending, &query).await;
     }
 }
 

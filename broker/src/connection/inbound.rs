@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytestring::ByteString;
-use midge_proto::plugin::v1 as pb;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -21,9 +20,9 @@ use crate::context::BrokerContext;
 use crate::dispatch;
 use crate::message::Origin;
 use crate::message::{Message, MessageProperties};
-use crate::plugin::TopicQuery;
 use crate::plugin::decision::Action;
 use crate::plugin::emit::EventClock;
+use crate::plugin::{MessageMoment, TopicQuery};
 use crate::session::Session;
 use crate::session::Subscription;
 use crate::stats::Stats;
@@ -288,7 +287,7 @@ impl Connection {
             username: self.username.as_deref(),
         };
         let plugins = &self.ctx.plugins;
-        plugins.emit_message_at(pb::EventKind::MessageReceived, origin, &message, read);
+        plugins.message_at(MessageMoment::Received, origin, &message, read);
         // Clients may not write the broker's own statistics.
         let allowed = !message.topic.starts_with("$SYS")
             && dispatch::topic_allowed(
@@ -310,7 +309,7 @@ impl Connection {
                 ReasonCode::NotAuthorized,
             );
         }
-        plugins.emit_message(pb::EventKind::MessageBroadcast, origin, &message);
+        plugins.message(MessageMoment::Broadcast, origin, &message);
         let receivers = dispatch::dispatch(&self.ctx, origin, &message).await;
         let reason = if receivers == 0 {
             ReasonCode::NoMatchingSubscribers
@@ -402,15 +401,12 @@ impl Connection {
             return Some(exit);
         }
         for (filter, sub, new, shared) in granted {
-            self.ctx.plugins.emit(pb::EventKind::ClientSubscribed, || {
-                pb::event::Body::ClientSubscribed(pb::ClientSubscribed {
-                    client_id: self.session.client_id().to_string(),
-                    username: self.username.as_ref().map(|u| u.to_string()),
-                    topic_filter: filter.to_string(),
-                    requested_qos: sub.options.qos as u32,
-                    granted_qos: sub.options.qos as u32,
-                })
-            });
+            self.ctx.plugins.client_subscribed(
+                self.session.client_id(),
+                self.username.as_deref(),
+                filter,
+                sub.options.qos,
+            );
             let replay = match sub.options.retain_handling {
                 RetainHandling::SendAtSubscribe => true,
                 RetainHandling::SendAtNewSubscribe => new,
@@ -448,15 +444,11 @@ impl Connection {
             } else {
                 ReasonCode::NoSubscriptionExisted
             });
-            self.ctx
-                .plugins
-                .emit(pb::EventKind::ClientUnsubscribed, || {
-                    pb::event::Body::ClientUnsubscribed(pb::ClientUnsubscribed {
-                        client_id: self.session.client_id().to_string(),
-                        username: self.username.as_ref().map(|u| u.to_string()),
-                        topic_filter: filter.to_string(),
-                    })
-                });
+            self.ctx.plugins.client_unsubscribed(
+                self.session.client_id(),
+                self.username.as_deref(),
+                filter,
+            );
         }
         Packet::UnsubAck(UnsubAck {
             packet_id: unsubscribe.packet_id,

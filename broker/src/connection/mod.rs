@@ -5,7 +5,6 @@
 mod handshake;
 mod inbound;
 mod io;
-mod packet_events;
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
@@ -22,13 +21,12 @@ use crate::context::BrokerContext;
 use crate::dispatch;
 use crate::listener::{PeerInfo, Transport};
 use crate::message::Message;
-use crate::plugin::emit;
 use crate::plugin::emit::EventClock;
+use crate::plugin::{DisconnectReason, PacketSource, SessionFacts};
 use crate::session::Owner;
 use crate::stats::Stats;
 pub use io::IoError;
 use io::PacketStream;
-use midge_proto::plugin::v1 as pb;
 
 /// How long a write may stay blocked (the client not reading) before the connection is closed;
 /// 1.5 × keepalive when that is longer.
@@ -66,15 +64,15 @@ pub enum Exit {
 
 impl Exit {
     /// The reason reported in the `client_disconnected` event.
-    pub fn event_reason(self) -> pb::DisconnectReason {
+    pub(crate) fn event_reason(self) -> DisconnectReason {
         match self {
-            Exit::Disconnect | Exit::DisconnectWithWill => pb::DisconnectReason::Normal,
-            Exit::Closed | Exit::IoError => pb::DisconnectReason::Abnormal,
-            Exit::KeepAliveTimeout => pb::DisconnectReason::KeepaliveTimeout,
-            Exit::TakenOver => pb::DisconnectReason::TakenOver,
-            Exit::Kicked => pb::DisconnectReason::Kicked,
-            Exit::Shutdown => pb::DisconnectReason::Shutdown,
-            Exit::ProtocolError(_) => pb::DisconnectReason::ProtocolError,
+            Exit::Disconnect | Exit::DisconnectWithWill => DisconnectReason::Normal,
+            Exit::Closed | Exit::IoError => DisconnectReason::Abnormal,
+            Exit::KeepAliveTimeout => DisconnectReason::KeepaliveTimeout,
+            Exit::TakenOver => DisconnectReason::TakenOver,
+            Exit::Kicked => DisconnectReason::Kicked,
+            Exit::Shutdown => DisconnectReason::Shutdown,
+            Exit::ProtocolError(_) => DisconnectReason::ProtocolError,
         }
     }
 
@@ -135,7 +133,10 @@ pub fn serve(
             live.stream.queue_deliveries(live.conn.session());
 
             loop {
-                packet_events::sent(live.conn.ctx(), &live.source(), &live.stream.write_buf);
+                live.conn
+                    .ctx()
+                    .plugins
+                    .packets_sent(&live.source(), &live.stream.write_buf);
                 // The write is polled once first: one that completes at once (the usual case)
                 // touches no timer. (Its result is consumed in this statement, so none is kept in
                 // the connection future while a write waits.)
@@ -229,23 +230,21 @@ struct Live {
 
 impl Live {
     /// Who packet events are about.
-    fn source(&self) -> packet_events::PacketSource<'_> {
+    fn source(&self) -> PacketSource<'_> {
         source(&self.conn, self.owner.connection_id)
     }
 
     /// The session facts events carry.
-    fn facts(&self) -> pb::Session {
-        pb::Session {
-            client_id: self.conn.client_id().to_string(),
-            username: self.conn.username().map(|u| u.to_string()),
+    fn facts(&self) -> SessionFacts<'_> {
+        SessionFacts {
+            client_id: self.conn.client_id(),
+            username: self.conn.username().map(|u| &**u),
             clean_start: self.conn.clean_start,
-            keep_alive_secs: u32::from(self.conn.keep_alive),
-            protocol_version: emit::protocol_version(
-                self.stream.protocol().unwrap_or(ProtocolVersion::V311),
-            ) as i32,
-            remote_addr: self.addr.to_string(),
-            listener: self.conn.listener().to_string(),
-            connection_id: self.owner.connection_id.to_string(),
+            keep_alive: self.conn.keep_alive,
+            protocol: self.stream.protocol().unwrap_or(ProtocolVersion::V311),
+            remote_addr: self.addr,
+            listener: self.conn.listener(),
+            connection_id: self.owner.connection_id,
         }
     }
 }
@@ -281,20 +280,11 @@ async fn connect(ctx: Arc<BrokerContext>, transport: Transport, peer: PeerInfo) 
         addr: peer.addr,
     };
     let session_present = accepted.session_present;
-    ctx.plugins.emit(pb::EventKind::ClientConnected, || {
-        pb::event::Body::ClientConnected(pb::ClientConnected {
-            session: Some(live.facts()),
-            session_present,
-        })
-    });
+    ctx.plugins
+        .client_connected(|| live.facts(), session_present);
     let connect_type = crate::codec::PacketType::Connect as u8;
-    packet_events::received(
-        &ctx,
-        &live.source(),
-        connect_type,
-        live.stream.last_size(),
-        None,
-    );
+    ctx.plugins
+        .packet_received(&live.source(), connect_type, live.stream.last_size(), None);
     Some(live)
 }
 
@@ -346,13 +336,8 @@ async fn close(live: &mut Live, exit: Exit) {
     if let Some(will) = will {
         will_after_delay(&ctx, &session, will).await;
     }
-    ctx.plugins.emit(pb::EventKind::ClientDisconnected, || {
-        pb::event::Body::ClientDisconnected(pb::ClientDisconnected {
-            session: Some(live.facts()),
-            reason: exit.event_reason() as i32,
-            will_published: will.is_some(),
-        })
-    });
+    ctx.plugins
+        .client_disconnected(|| live.facts(), exit.event_reason(), will.is_some());
     // Released only now, so a reconnect of the same client id (which waits for `done` on a
     // takeover, and finds the session only after `detach` otherwise) is reported after this
     // disconnect.
@@ -422,7 +407,10 @@ async fn handle_buffered(
     // The time of this read, for the events of the packets it brought (read if one is wanted).
     let mut read = EventClock::default();
     loop {
-        let raw = packet_events::wants_received_bytes(conn.ctx())
+        let raw = conn
+            .ctx()
+            .plugins
+            .wants_received_bytes()
             .then(|| stream.peek_packet())
             .flatten();
         match stream.next_buffered() {
@@ -430,7 +418,9 @@ async fn handle_buffered(
                 let type_nibble = packet.packet_type() as u8;
                 let size = stream.last_size();
                 let source = source(conn, connection_id);
-                packet_events::received(conn.ctx(), &source, type_nibble, size, raw.as_deref());
+                conn.ctx()
+                    .plugins
+                    .packet_received(&source, type_nibble, size, raw.as_deref());
                 if let Some(exit) = conn.handle(packet, stream, &mut read).await {
                     return Err(exit);
                 }
@@ -446,8 +436,8 @@ async fn handle_buffered(
 }
 
 /// Who packet events are about.
-fn source(conn: &inbound::Connection, connection_id: u64) -> packet_events::PacketSource<'_> {
-    packet_events::PacketSource {
+fn source(conn: &inbound::Connection, connection_id: u64) -> PacketSource<'_> {
+    PacketSource {
         client_id: conn.client_id(),
         connection_id,
     }

@@ -13,14 +13,18 @@
 //! - [`watch`]: live event watchers (the admin API's `WatchEvents`).
 
 mod anonymous;
+mod auth_query;
 pub mod breaker;
 pub mod cache;
 pub mod client;
+mod control;
 pub mod decision;
 pub mod emit;
 pub mod events;
 mod fields;
 pub mod grants;
+mod notify;
+mod packets;
 pub mod sanitize;
 mod tls;
 pub mod watch;
@@ -40,11 +44,15 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Config, Overflow as OverflowConfig};
 use crate::message::{Message, Origin};
+pub(crate) use auth_query::{AuthQuery, ConnectFacts};
 use cache::{AuthCache, TopicCache};
 pub use client::{Answer, FailureClass, Plugin, PluginStats, Roles};
+pub use control::{Control, ControlRequest};
 use decision::{Action, PluginVote, combine_auth, combine_topic};
 use events::{EventPipeline, Overflow, PipelineHooks, PipelineSettings};
 use grants::Grants;
+pub(crate) use notify::{DisconnectReason, Lifecycle, MessageMoment, SessionFacts};
+pub(crate) use packets::PacketSource;
 
 /// Control messages from plugins waiting for the broker to apply them. When full, further
 /// controls are dropped with a warning (a plugin can send them again).
@@ -82,15 +90,6 @@ pub enum PluginError {
         /// Which service is missing.
         reason: String,
     },
-}
-
-/// A control message a plugin sent on its event stream, tagged with the plugin's alias.
-#[derive(Debug)]
-pub struct ControlRequest {
-    /// Alias of the plugin that sent it.
-    pub alias: Arc<str>,
-    /// What it asks for.
-    pub control: pb::Control,
 }
 
 /// What a topic check is about.
@@ -239,7 +238,8 @@ impl PluginManager {
     /// asked concurrently, combined by [`combine_auth`]. With an MQTT 5 Authentication Method a
     /// plugin may answer CONTINUE: the first such plugin (in chain order) leads an exchange
     /// that [`continue_auth`](Self::continue_auth) carries on.
-    pub async fn authenticate(&self, request: &pb::AuthenticateRequest) -> AuthOutcome {
+    pub(crate) async fn authenticate(&self, query: &AuthQuery) -> AuthOutcome {
+        let request = &query.0;
         let anonymous = anonymous::vote(self.allow_anonymous, request.username.as_deref());
         // Enhanced authentication is a conversation: its answers are never cached.
         let cacheable = request.auth_method.is_empty();
@@ -279,11 +279,12 @@ impl PluginManager {
     /// The next step of an enhanced authentication exchange: asks the leading plugin alone
     /// with the client's AUTH data (`request.step` and `request.auth_data` set by the caller),
     /// then combines its final answer with the other plugins' first answers.
-    pub async fn continue_auth(
+    pub(crate) async fn continue_auth(
         &self,
         mut pending: PendingAuth,
-        request: &pb::AuthenticateRequest,
+        query: &AuthQuery,
     ) -> AuthOutcome {
+        let request = &query.0;
         let Some(plugin) = self.auth_chain.get(pending.leader) else {
             return AuthOutcome::Refused {
                 reason: "authentication plugin gone".into(),
@@ -644,8 +645,10 @@ impl PipelineHooks for Hooks {
         Box::pin(async move { plugin.describe(crate::VERSION).await })
     }
 
-    fn on_control(&self, mut control: pb::Control) {
-        sanitize::control(&mut control);
+    fn on_control(&self, control: pb::Control) {
+        let Some(control) = control::from_pb(self.plugin.alias(), control) else {
+            return;
+        };
         let request = ControlRequest {
             alias: self.plugin.alias().clone(),
             control,

@@ -5,13 +5,15 @@
 
 use midge_proto::plugin::v1 as pb;
 
+use super::PluginManager;
 use crate::codec::framing::parse_fixed_header;
-use crate::context::BrokerContext;
 
 /// Who the packets belong to (borrowed: made when an event needs it, not kept).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PacketSource<'a> {
+    /// The client's id.
     pub(crate) client_id: &'a str,
+    /// The connection's id.
     pub(crate) connection_id: u64,
 }
 
@@ -28,24 +30,24 @@ impl PacketSource<'_> {
     }
 }
 
-/// Whether the next received packet's raw bytes should be kept for its event.
-pub(crate) fn wants_received_bytes(ctx: &BrokerContext) -> bool {
-    ctx.plugins.wants(pb::EventKind::PacketReceived) && ctx.plugins.wants_packet_bytes()
-}
-
-/// A packet of type `type_nibble` and `size` bytes arrived (`raw`: its bytes, when kept).
-pub(crate) fn received(
-    ctx: &BrokerContext,
-    source: &PacketSource<'_>,
-    type_nibble: u8,
-    size: usize,
-    raw: Option<&[u8]>,
-) {
-    if !ctx.plugins.wants(pb::EventKind::PacketReceived) {
-        return;
+impl PluginManager {
+    /// Whether the next received packet's raw bytes should be kept for its event.
+    pub(crate) fn wants_received_bytes(&self) -> bool {
+        self.wants(pb::EventKind::PacketReceived) && self.wants_packet_bytes()
     }
-    ctx.plugins
-        .emit_packet(pb::EventKind::PacketReceived, |with_bytes| {
+
+    /// A packet of type `type_nibble` and `size` bytes arrived (`raw`: its bytes, when kept).
+    pub(crate) fn packet_received(
+        &self,
+        source: &PacketSource<'_>,
+        type_nibble: u8,
+        size: usize,
+        raw: Option<&[u8]>,
+    ) {
+        if !self.wants(pb::EventKind::PacketReceived) {
+            return;
+        }
+        self.emit_packet(pb::EventKind::PacketReceived, |with_bytes| {
             let raw = if with_bytes {
                 raw.unwrap_or_default()
             } else {
@@ -53,23 +55,23 @@ pub(crate) fn received(
             };
             pb::event::Body::PacketReceived(source.event(type_nibble, size, raw))
         });
-}
-
-/// `bytes` (whole encoded packets) are about to be written: one event per packet.
-pub(crate) fn sent(ctx: &BrokerContext, source: &PacketSource<'_>, mut bytes: &[u8]) {
-    if !ctx.plugins.wants(pb::EventKind::PacketSent) {
-        return;
     }
-    while let Ok(Some(header)) = parse_fixed_header(bytes) {
-        let size = usize::from(header.header_len) + header.remaining_length as usize;
-        let Some(packet) = bytes.get(..size) else {
-            break;
-        };
-        ctx.plugins
-            .emit_packet(pb::EventKind::PacketSent, |with_bytes| {
+
+    /// `bytes` (whole encoded packets) are about to be written: one event per packet.
+    pub(crate) fn packets_sent(&self, source: &PacketSource<'_>, mut bytes: &[u8]) {
+        if !self.wants(pb::EventKind::PacketSent) {
+            return;
+        }
+        while let Ok(Some(header)) = parse_fixed_header(bytes) {
+            let size = usize::from(header.header_len) + header.remaining_length as usize;
+            let Some(packet) = bytes.get(..size) else {
+                break;
+            };
+            self.emit_packet(pb::EventKind::PacketSent, |with_bytes| {
                 let raw = if with_bytes { packet } else { &[] };
                 pb::event::Body::PacketSent(source.event(header.type_nibble(), size, raw))
             });
-        bytes = &bytes[size..];
+            bytes = &bytes[size..];
+        }
     }
 }
