@@ -205,17 +205,28 @@ async fn plugin_strings_cannot_forge_human_log_lines() {
         .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
     let dir = midge_tests::TempDir::new();
     let config = dir.write("midge.yaml", yaml);
-    let mut child = Command::new(midge_tests::broker::midge_bin())
-        .arg("--config")
-        .arg(&config)
-        .args(["--log-format", "human"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("midge starts");
+    /// Kills the broker however the test ends.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Killed(
+        Command::new(midge_tests::broker::midge_bin())
+            .arg("--config")
+            .arg(&config)
+            .args(["--log-format", "human"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("midge starts"),
+    );
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let reader = {
         let lines = Arc::clone(&lines);
-        let stderr = child.stderr.take().expect("stderr");
+        let stderr = child.0.stderr.take().expect("stderr");
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 lines
@@ -230,7 +241,7 @@ async fn plugin_strings_cannot_forge_human_log_lines() {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .any(|l| l.contains(needle))
+            .any(|l| needle.split('|').all(|part| l.contains(part)))
     };
     let wait_for = |needle: &'static str| async move {
         let deadline = tokio::time::Instant::now() + midge_tests::TIMEOUT;
@@ -242,7 +253,7 @@ async fn plugin_strings_cannot_forge_human_log_lines() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     };
-    wait_for("listening").await;
+    wait_for("listening|listener=default").await;
     let addr = format!("127.0.0.1:{port}").parse().expect("address");
     let (_, ack) = V5Client::connect(addr, &Connect5::new("forger")).await;
     assert_eq!(ack.reason, reason::NOT_AUTHORIZED);
@@ -259,8 +270,7 @@ async fn plugin_strings_cannot_forge_human_log_lines() {
         ))
         .await;
     wait_for("plugin publishes a message").await;
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let _ = reader.join();
 
     let lines = lines.lock().unwrap_or_else(PoisonError::into_inner);
