@@ -77,10 +77,7 @@ impl Broker {
             queue_full_policy: config.limits.queue_full_policy,
         };
         let (plugins, controls) = PluginManager::new(&config)?;
-        let router = Arc::new(Router::new(
-            Arc::new(MemoryRetainedStore::default()),
-            stats.clone(),
-        ));
+        let router = Arc::new(Router::new(Arc::new(MemoryRetainedStore::default())));
         let sessions = Arc::new(SessionRegistry::new(limits, stats.clone()));
         let root = CancellationToken::new();
         let ctx = BrokerContext::new(
@@ -99,7 +96,8 @@ impl Broker {
     }
 
     /// The shared state of this broker.
-    pub fn context(&self) -> &Arc<BrokerContext> {
+    #[cfg(test)]
+    pub(crate) fn context(&self) -> &Arc<BrokerContext> {
         &self.ctx
     }
 

@@ -17,26 +17,26 @@ use crate::stats::Stats;
 
 /// Shared broker state, one per broker, behind an `Arc`.
 #[derive(Debug)]
-pub struct BrokerContext {
+pub(crate) struct BrokerContext {
     /// The configuration the broker runs with.
-    pub config: Arc<Config>,
+    pub(crate) config: Arc<Config>,
     /// Subscription tree and retained store.
-    pub router: Arc<Router>,
+    pub(crate) router: Arc<Router>,
     /// Sessions by client id.
-    pub sessions: Arc<SessionRegistry>,
+    pub(crate) sessions: Arc<SessionRegistry>,
     /// Broker-wide counters.
-    pub stats: Arc<Stats>,
+    pub(crate) stats: Arc<Stats>,
     /// Plugins: authentication, topic checks, events.
-    pub plugins: Arc<PluginManager>,
+    pub(crate) plugins: Arc<PluginManager>,
     /// Cancelled when the broker closes its connections at shutdown (they close without
     /// publishing wills). A child of the broker's root token (see `broker.rs`), so cancelling
     /// the root cancels it too.
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     /// The broker's own background tasks that belong to no connection (delayed wills): each
     /// ends when `shutdown` is cancelled, and shutdown waits for them.
-    pub tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
     /// When the broker started (for uptime).
-    pub started: Instant,
+    pub(crate) started: Instant,
     next_connection_id: AtomicU64,
     /// Seed that makes assigned client ids unique across broker restarts.
     id_seed: u64,
@@ -44,7 +44,7 @@ pub struct BrokerContext {
 
 impl BrokerContext {
     /// Builds the shared state.
-    pub fn new(
+    pub(crate) fn new(
         config: Arc<Config>,
         router: Arc<Router>,
         sessions: Arc<SessionRegistry>,
@@ -71,12 +71,12 @@ impl BrokerContext {
     }
 
     /// A fresh connection id.
-    pub fn next_connection_id(&self) -> u64 {
+    pub(crate) fn next_connection_id(&self) -> u64 {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// A client id for a client that sent an empty one (clean session only).
-    pub fn assign_client_id(&self) -> ByteString {
+    pub(crate) fn assign_client_id(&self) -> ByteString {
         let n = self.next_connection_id();
         ByteString::from(format!("midge-{:x}-{n:x}", self.id_seed))
     }

@@ -14,7 +14,7 @@ use crate::message::Origin;
 use crate::plugin::{Control, ControlRequest, MessageMoment};
 
 /// Applies control messages until `shutdown`.
-pub async fn run(
+pub(crate) async fn run(
     ctx: Arc<BrokerContext>,
     mut controls: mpsc::Receiver<ControlRequest>,
     shutdown: CancellationToken,
@@ -32,7 +32,7 @@ pub async fn run(
 }
 
 /// Applies one control message (already checked by the plugin layer).
-pub async fn apply(ctx: &BrokerContext, request: ControlRequest) {
+pub(crate) async fn apply(ctx: &BrokerContext, request: ControlRequest) {
     let alias = &request.alias;
     match request.control {
         Control::Publish(message) => {

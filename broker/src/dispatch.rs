@@ -19,7 +19,7 @@ use crate::session::Session;
 /// Stores or clears the retained message (with its event), then delivers `message` to every
 /// subscriber allowed to receive it. The message has passed any PUBLISH check already.
 /// Returns how many subscribers it was delivered or queued to.
-pub async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message) -> usize {
+pub(crate) async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message) -> usize {
     if let Some(stored) = ctx.router.retain(message, origin.client_id) {
         let moment = if stored {
             MessageMoment::RetainedStored
@@ -36,7 +36,7 @@ pub async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message
 /// the whole of a `$SYS` update, which is the broker's own bookkeeping (no events) but reaches
 /// only subscribers the topic checks let read it. Returns how many subscribers it was
 /// delivered or queued to.
-pub async fn deliver(ctx: &BrokerContext, publisher: &str, message: &Message) -> usize {
+pub(crate) async fn deliver(ctx: &BrokerContext, publisher: &str, message: &Message) -> usize {
     if !ctx.plugins.topic_check_enabled() {
         return ctx.router.fan_out(message, publisher);
     }
@@ -118,7 +118,7 @@ async fn first_allowed<'t>(
 /// queued) go to another online member of the same group, through the RECEIVE check. Messages
 /// of a group with no other member online stay with the session (as do QoS 2 messages already
 /// sent, see [`Session::take_shared`]). Returns how many were redelivered.
-pub async fn redeliver_shared(
+pub(crate) async fn redeliver_shared(
     ctx: &BrokerContext,
     session: &Arc<Session>,
     connection_id: u64,
@@ -179,7 +179,7 @@ pub async fn redeliver_shared(
 
 /// Runs the topic-check chain for `query`: answered from `cache` without awaiting when it can
 /// be, else through the plugins (boxed: that state is large and only needed on a miss).
-pub async fn topic_allowed(
+pub(crate) async fn topic_allowed(
     ctx: &BrokerContext,
     cache: &TopicCache,
     query: &TopicQuery<'_>,
@@ -192,7 +192,7 @@ pub async fn topic_allowed(
 
 /// The RECEIVE check of `session` for `message` delivered under a subscription granted
 /// `granted` (also used for retained replay). The plugin sees the delivery QoS.
-pub async fn may_receive(
+pub(crate) async fn may_receive(
     ctx: &BrokerContext,
     session: &Session,
     message: &Message,

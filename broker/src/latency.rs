@@ -6,20 +6,20 @@ use std::time::Duration;
 
 /// Upper bounds of the buckets, in microseconds (the last, implicit bucket is `+Inf`). From
 /// 100 µs (a loopback call) to 5 s, 1-2.5-5 steps: plugin deadlines default to 250 ms.
-pub const BUCKET_BOUNDS_US: [u64; 15] = [
+pub(crate) const BUCKET_BOUNDS_US: [u64; 15] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
     1_000_000, 2_500_000, 5_000_000,
 ];
 
 /// Number of buckets, the `+Inf` one included.
-pub const BUCKETS: usize = BUCKET_BOUNDS_US.len() + 1;
+pub(crate) const BUCKETS: usize = BUCKET_BOUNDS_US.len() + 1;
 
 /// A latency histogram with the fixed buckets of [`BUCKET_BOUNDS_US`].
 ///
 /// Recording is three relaxed atomic adds (bucket, count, sum), no lock; a reader may see a
 /// count and a sum from slightly different moments, which is fine for reporting.
 #[derive(Debug, Default)]
-pub struct LatencyHistogram {
+pub(crate) struct LatencyHistogram {
     /// Observations per bucket (not cumulative).
     buckets: [AtomicU64; BUCKETS],
     /// Sum of all observations in microseconds.
@@ -30,13 +30,13 @@ pub struct LatencyHistogram {
 
 /// A copy of a histogram's counts, for encoding and percentiles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HistogramSnapshot {
+pub(crate) struct HistogramSnapshot {
     /// Observations per bucket (not cumulative), the `+Inf` bucket last.
-    pub buckets: [u64; BUCKETS],
+    pub(crate) buckets: [u64; BUCKETS],
     /// Sum of all observations in microseconds.
-    pub sum_us: u64,
+    pub(crate) sum_us: u64,
     /// Number of observations.
-    pub count: u64,
+    pub(crate) count: u64,
 }
 
 impl Default for HistogramSnapshot {
@@ -51,7 +51,7 @@ impl Default for HistogramSnapshot {
 
 impl LatencyHistogram {
     /// Records one observation.
-    pub fn record(&self, latency: Duration) {
+    pub(crate) fn record(&self, latency: Duration) {
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         let index = BUCKET_BOUNDS_US.partition_point(|&bound| bound < us);
         self.buckets[index].fetch_add(1, Ordering::Relaxed);
@@ -60,7 +60,7 @@ impl LatencyHistogram {
     }
 
     /// The counts now.
-    pub fn snapshot(&self) -> HistogramSnapshot {
+    pub(crate) fn snapshot(&self) -> HistogramSnapshot {
         HistogramSnapshot {
             buckets: std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
             sum_us: self.sum_us.load(Ordering::Relaxed),
@@ -71,7 +71,7 @@ impl LatencyHistogram {
 
 impl HistogramSnapshot {
     /// What was recorded after `earlier` (a snapshot of the same histogram taken before).
-    pub fn since(&self, earlier: &HistogramSnapshot) -> HistogramSnapshot {
+    pub(crate) fn since(&self, earlier: &HistogramSnapshot) -> HistogramSnapshot {
         HistogramSnapshot {
             buckets: std::array::from_fn(|i| self.buckets[i].saturating_sub(earlier.buckets[i])),
             sum_us: self.sum_us.saturating_sub(earlier.sum_us),
@@ -81,7 +81,7 @@ impl HistogramSnapshot {
 
     /// The cumulative buckets as Prometheus wants them: (upper bound in seconds, observations
     /// at or below it), `+Inf` last.
-    pub fn cumulative_seconds(&self) -> Vec<(f64, u64)> {
+    pub(crate) fn cumulative_seconds(&self) -> Vec<(f64, u64)> {
         let mut total = 0;
         self.buckets
             .iter()
@@ -99,7 +99,7 @@ impl HistogramSnapshot {
     /// The `q` quantile (0 < q ≤ 1) in milliseconds, interpolated linearly inside its bucket as
     /// Prometheus' `histogram_quantile` does; observations in the `+Inf` bucket count as the
     /// last bound. `0.0` when there are no observations.
-    pub fn quantile_ms(&self, q: f64) -> f64 {
+    pub(crate) fn quantile_ms(&self, q: f64) -> f64 {
         if self.count == 0 {
             return 0.0;
         }

@@ -4,43 +4,62 @@
 //!
 //! # Layout
 //!
-//! - [`codec`]: pure MQTT packet encoding and decoding (no I/O), one module per protocol version.
-//! - [`config`]: the YAML configuration model, its loader and validation.
-//! - [`listener`]: TCP / TLS / WebSocket accept loops that hand transports to connections.
-//! - [`connection`]: one task per client: CONNECT, packet handling, keepalive, will.
-//! - [`session`]: per-client-id state that outlives connections; the session registry.
-//! - [`router`]: the subscription tree and fan-out of published messages.
-//! - [`retained`]: the retained message store behind a trait.
-//! - [`sys_topics`]: the `$SYS` publisher.
-//! - [`admin`]: the gRPC admin API (`midge.admin.v1.BrokerAdmin`, health, reflection).
-//! - [`logging`]: the human log format's field formatter, which escapes control characters.
-//! - [`metrics`]: the Prometheus `/metrics` endpoint and the latency histograms behind it.
-//! - [`broker`]: ties it together: [`Broker::new`] and [`Broker::run`].
+//! Bottom to top; a module uses only modules above it in this list (checked by
+//! `tests/module_graph.rs`, which also keeps protobuf inside `plugin` and `admin`). Only
+//! [`codec`], [`config`], [`logging`], [`Broker`] and its errors are public.
+//!
+//! - [`codec`]: MQTT 3.1, 3.1.1 and 5.0 packets to and from bytes (no I/O).
+//! - `topic`: topic names and filters: validation and matching.
+//! - `hash`: the fast hasher of the message-path maps.
+//! - `latency`: latency histograms (plugin calls), read by the admin API and the metrics.
+//! - [`config`]: the YAML configuration, its loader and validation (`file:line:column`).
+//! - [`logging`]: the human log format, with control characters escaped.
+//! - `message`: an application message inside the broker, and who published it.
+//! - `outbound`: encoding messages for one subscriber (its version, limits, topic aliases).
+//! - `retained`: the retained message store behind a trait.
+//! - `plugin`: the plugin manager, the only module that speaks the plugin contract: decisions
+//!   (authentication, topic checks) and events, domain types in and out.
+//! - `stats`: broker-wide counters.
+//! - `session`: per-client-id state that outlives connections; the session registry.
+//! - `router`: the subscription tree and the fan-out of published messages.
+//! - `context`: the state every connection shares, and the broker's shutdown token and tasks.
+//! - `dispatch`: one accepted message: retained store, events, checked delivery.
+//! - `control`: applying the control messages plugins send.
+//! - `sys_topics`: the `$SYS` publisher.
+//! - `listener`: TCP / TLS / WebSocket accept loops that hand transports to connections.
+//! - `connection`: one task per client: CONNECT, packets, keep-alive, will, goodbye.
+//! - `admin`: the gRPC admin API (`midge.admin.v1.BrokerAdmin`, health, reflection).
+//! - `metrics`: the Prometheus `/metrics` endpoint.
+//! - `broker`: ties it together: [`Broker::new`], [`Broker::run`] and the shutdown tree.
 
-pub mod admin;
-pub mod broker;
+mod admin;
+mod broker;
 pub mod codec;
 pub mod config;
-pub mod connection;
-pub mod context;
-pub mod control;
-pub mod dispatch;
+mod connection;
+mod context;
+mod control;
+mod dispatch;
 mod hash;
-pub mod latency;
-pub mod listener;
+mod latency;
+mod listener;
 pub mod logging;
-pub mod message;
-pub mod metrics;
-pub mod outbound;
-pub mod plugin;
-pub mod retained;
-pub mod router;
-pub mod session;
-pub mod stats;
-pub mod sys_topics;
-pub mod topic;
+mod message;
+mod metrics;
+mod outbound;
+mod plugin;
+mod retained;
+mod router;
+mod session;
+mod stats;
+mod sys_topics;
+mod topic;
 
+pub use admin::AdminError;
 pub use broker::{Broker, BrokerError};
+pub use listener::ListenerError;
+pub use metrics::MetricsError;
+pub use plugin::PluginError;
 
 /// The broker's version string: `$SYS/broker/version`, and what plugins are told in `Describe`.
 pub const VERSION: &str = concat!("midge ", env!("CARGO_PKG_VERSION"));

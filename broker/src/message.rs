@@ -16,56 +16,56 @@ use crate::codec::v5::{PublishProperties, SubscriptionId, UserProperties};
 /// message was decoded from, so fan-out never copies a payload, and the MQTT 5 properties are
 /// shared behind one `Arc`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Message {
+pub(crate) struct Message {
     /// Topic name the message was published to.
-    pub topic: ByteString,
+    pub(crate) topic: ByteString,
     /// Application payload.
-    pub payload: Bytes,
+    pub(crate) payload: Bytes,
     /// QoS: as published, or, once queued for a subscriber, the QoS it is delivered with.
-    pub qos: QoS,
+    pub(crate) qos: QoS,
     /// Retain flag: as published, or, once queued, whether it is delivered as retained.
-    pub retain: bool,
+    pub(crate) retain: bool,
     /// The MQTT 5 properties forwarded to subscribers unchanged; `None` when there are none
     /// (every MQTT 3.1.1 message).
-    pub properties: Option<Arc<MessageProperties>>,
+    pub(crate) properties: Option<Arc<MessageProperties>>,
     /// When the message expires (MQTT 5 Message Expiry Interval, counted from receipt): an
     /// expired message is not delivered, and the interval forwarded is what is left.
-    pub expires_at: Option<Instant>,
+    pub(crate) expires_at: Option<Instant>,
     /// Subscription identifiers of the subscriptions that matched, for one subscriber's copy
     /// (MQTT 5 §3.3.4); empty on the published message.
-    pub subscription_ids: SubscriptionIds,
+    pub(crate) subscription_ids: SubscriptionIds,
     /// The shared subscription (`$share/{group}/{filter}`, as subscribed) one subscriber's copy
     /// was delivered through, so that it can go to another member of the group if this one
     /// disconnects before acknowledging it; `None` otherwise (one pointer, no allocation).
-    pub shared_origin: SharedOrigin,
+    pub(crate) shared_origin: SharedOrigin,
 }
 
 /// See [`Message::shared_origin`]: the key is shared by every copy the group delivers.
-pub type SharedOrigin = Option<Arc<ByteString>>;
+pub(crate) type SharedOrigin = Option<Arc<ByteString>>;
 
 /// The subscription identifiers carried by one subscriber's copy of a message. Boxed, so a
 /// message without identifiers (almost all of them) pays one pointer.
-pub type SubscriptionIds = Option<Box<[SubscriptionId]>>;
+pub(crate) type SubscriptionIds = Option<Box<[SubscriptionId]>>;
 
 /// The MQTT 5 PUBLISH properties that travel with a message from publisher to subscribers
 /// ([MQTT-3.3.2-4] and the statements after it: the server forwards them unaltered).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MessageProperties {
+pub(crate) struct MessageProperties {
     /// Payload Format Indicator: `true` for UTF-8 text.
-    pub payload_format_indicator: Option<bool>,
+    pub(crate) payload_format_indicator: Option<bool>,
     /// Content Type.
-    pub content_type: Option<ByteString>,
+    pub(crate) content_type: Option<ByteString>,
     /// Response Topic (request/response).
-    pub response_topic: Option<ByteString>,
+    pub(crate) response_topic: Option<ByteString>,
     /// Correlation Data (request/response).
-    pub correlation_data: Option<Bytes>,
+    pub(crate) correlation_data: Option<Bytes>,
     /// User properties, in the order the publisher sent them ([MQTT-3.3.2-18]).
-    pub user_properties: UserProperties,
+    pub(crate) user_properties: UserProperties,
 }
 
 impl MessageProperties {
     /// The forwarded properties of a PUBLISH, or `None` if it has none of them.
-    pub fn from_publish(p: &PublishProperties) -> Option<Arc<Self>> {
+    pub(crate) fn from_publish(p: &PublishProperties) -> Option<Arc<Self>> {
         let props = MessageProperties {
             payload_format_indicator: p.payload_format_indicator,
             content_type: p.content_type.clone(),
@@ -78,7 +78,7 @@ impl MessageProperties {
 
     /// Copies every string and binary out of the buffer they were decoded from, so a message
     /// kept for long (retained, will) does not pin that buffer.
-    pub fn owned(&self) -> Self {
+    pub(crate) fn owned(&self) -> Self {
         let s = |v: &ByteString| ByteString::from(v.to_string());
         MessageProperties {
             payload_format_indicator: self.payload_format_indicator,
@@ -96,7 +96,7 @@ impl MessageProperties {
 
 impl Message {
     /// A message with no MQTT 5 properties and no expiry.
-    pub fn new(topic: ByteString, payload: Bytes, qos: QoS, retain: bool) -> Self {
+    pub(crate) fn new(topic: ByteString, payload: Bytes, qos: QoS, retain: bool) -> Self {
         Message {
             topic,
             payload,
@@ -111,7 +111,7 @@ impl Message {
 
     /// A copy of this message for a subscriber granted `max_qos`, with the given retain flag
     /// (subscription identifiers and shared origin are the caller's to set).
-    pub fn for_subscriber(&self, max_qos: QoS, retain: bool) -> Message {
+    pub(crate) fn for_subscriber(&self, max_qos: QoS, retain: bool) -> Message {
         Message {
             topic: self.topic.clone(),
             payload: self.payload.clone(),
@@ -125,13 +125,13 @@ impl Message {
     }
 
     /// Whether the message's expiry interval has passed at `now`.
-    pub fn is_expired(&self, now: Instant) -> bool {
+    pub(crate) fn is_expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
     }
 
     /// The Message Expiry Interval to forward at `now`: the seconds left, rounded up so a
     /// message that has not expired never goes out with 0. `None` without expiry.
-    pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+    pub(crate) fn remaining_expiry(&self, now: Instant) -> Option<u32> {
         self.expires_at.map(|at| {
             let left = at.saturating_duration_since(now);
             let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
@@ -141,7 +141,7 @@ impl Message {
 
     /// A copy that shares no memory with the buffer it was decoded from (for retained
     /// messages and wills, which may live for long).
-    pub fn owned(&self) -> Message {
+    pub(crate) fn owned(&self) -> Message {
         Message {
             topic: ByteString::from(self.topic.to_string()),
             payload: Bytes::copy_from_slice(&self.payload),
@@ -200,9 +200,9 @@ mod tests {
 
 /// Who published a message (for events); `None` fields for broker-originated messages.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Origin<'a> {
+pub(crate) struct Origin<'a> {
     /// Publishing client's id ("" for the broker itself).
-    pub client_id: &'a str,
+    pub(crate) client_id: &'a str,
     /// Publishing client's user name.
-    pub username: Option<&'a str>,
+    pub(crate) username: Option<&'a str>,
 }

@@ -14,7 +14,7 @@ use crate::message::Message;
 
 /// The per-connection state for encoding PUBLISH packets to one client.
 #[derive(Debug)]
-pub struct Outbound {
+pub(crate) struct Outbound {
     protocol: ProtocolVersion,
     /// The client's Maximum Packet Size ([MQTT-3.1.2-24]); `u32::MAX` when it set none.
     max_packet_size: u32,
@@ -27,7 +27,7 @@ pub struct Outbound {
 
 /// What [`Outbound::encode`] did with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoded {
+pub(crate) enum Encoded {
     /// The PUBLISH is in the buffer.
     Written,
     /// The PUBLISH would exceed the client's Maximum Packet Size: it was not written and the
@@ -37,7 +37,7 @@ pub enum Encoded {
 
 impl Outbound {
     /// Encoding for a 3.1/3.1.1 client.
-    pub fn v4() -> Self {
+    pub(crate) fn v4() -> Self {
         Outbound {
             protocol: ProtocolVersion::V311,
             max_packet_size: u32::MAX,
@@ -49,7 +49,7 @@ impl Outbound {
     /// Encoding for an MQTT 5 client that accepts packets up to `max_packet_size` and up to
     /// `alias_max` topic aliases (both from its CONNECT; the alias count already capped by the
     /// broker's own `topic-alias-maximum`).
-    pub fn v5(max_packet_size: Option<u32>, alias_max: u16) -> Self {
+    pub(crate) fn v5(max_packet_size: Option<u32>, alias_max: u16) -> Self {
         Outbound {
             protocol: ProtocolVersion::V5,
             max_packet_size: max_packet_size.unwrap_or(u32::MAX),
@@ -59,19 +59,19 @@ impl Outbound {
     }
 
     /// The protocol version deliveries are encoded in.
-    pub fn protocol(&self) -> ProtocolVersion {
+    pub(crate) fn protocol(&self) -> ProtocolVersion {
         self.protocol
     }
 
     /// The largest packet the client accepts, in bytes (`u32::MAX` when it set no limit).
-    pub fn max_packet_size(&self) -> u32 {
+    pub(crate) fn max_packet_size(&self) -> u32 {
         self.max_packet_size
     }
 
     /// Appends `message` as a PUBLISH with `packet_id` and `dup` to `buf`, or leaves `buf`
     /// unchanged when the client could not accept it. The expiry interval forwarded is the one
     /// left at `now`.
-    pub fn encode(
+    pub(crate) fn encode(
         &mut self,
         message: &Message,
         packet_id: Option<PacketId>,

@@ -14,17 +14,17 @@ use crate::topic;
 
 /// A retained message with who stored it and when (for the admin API).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Retained {
+pub(crate) struct Retained {
     /// The message, retain flag set.
-    pub message: Message,
+    pub(crate) message: Message,
     /// The publishing client's id; empty for the broker, the admin API or a plugin.
-    pub publisher: ByteString,
+    pub(crate) publisher: ByteString,
     /// When it was stored.
-    pub stored_at: SystemTime,
+    pub(crate) stored_at: SystemTime,
 }
 
 /// Where retained messages live.
-pub trait RetainedStore: Send + Sync + std::fmt::Debug {
+pub(crate) trait RetainedStore: Send + Sync + std::fmt::Debug {
     /// Stores `retained` as the retained message of its topic, replacing any previous one.
     fn store(&self, retained: Retained);
     /// Removes the retained message of `topic`; returns whether there was one.
@@ -58,16 +58,12 @@ pub trait RetainedStore: Send + Sync + std::fmt::Debug {
         }
         out.pop()
     }
-    /// Whether no message is retained.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// In-memory retained store: a map by topic. A filter without wildcards is one lookup; a
 /// wildcard filter scans the map (subscribe-time only, never on the publish path).
 #[derive(Debug, Default)]
-pub struct MemoryRetainedStore {
+pub(crate) struct MemoryRetainedStore {
     messages: RwLock<FastHashMap<ByteString, Retained>>,
 }
 

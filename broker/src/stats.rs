@@ -7,74 +7,74 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Broker-wide counters.
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Clients currently connected (CONNACK accepted, not yet closed).
-    pub clients_connected: AtomicU64,
+    pub(crate) clients_connected: AtomicU64,
     /// Connections that completed CONNECT since start.
-    pub clients_total: AtomicU64,
+    pub(crate) clients_total: AtomicU64,
     /// CONNECTs refused with a non-zero CONNACK.
-    pub connects_refused: AtomicU64,
+    pub(crate) connects_refused: AtomicU64,
     /// Packets received from clients.
-    pub packets_received: AtomicU64,
+    pub(crate) packets_received: AtomicU64,
     /// Packets sent to clients.
-    pub packets_sent: AtomicU64,
+    pub(crate) packets_sent: AtomicU64,
     /// Bytes received from clients.
-    pub bytes_received: AtomicU64,
+    pub(crate) bytes_received: AtomicU64,
     /// Bytes sent to clients.
-    pub bytes_sent: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
     /// PUBLISH packets received from clients.
-    pub publish_received: AtomicU64,
+    pub(crate) publish_received: AtomicU64,
     /// PUBLISH packets sent to clients.
-    pub publish_sent: AtomicU64,
+    pub(crate) publish_sent: AtomicU64,
     /// Messages dropped because a session queue was full.
-    pub dropped_queue_full: AtomicU64,
+    pub(crate) dropped_queue_full: AtomicU64,
     /// QoS 0 messages dropped for offline clients.
-    pub dropped_offline_qos0: AtomicU64,
+    pub(crate) dropped_offline_qos0: AtomicU64,
     /// MQTT 5 messages whose expiry interval passed before they could be sent.
-    pub dropped_expired: AtomicU64,
+    pub(crate) dropped_expired: AtomicU64,
     /// MQTT 5 messages larger than the subscriber's Maximum Packet Size.
-    pub dropped_too_large: AtomicU64,
+    pub(crate) dropped_too_large: AtomicU64,
     /// Connections closed because of a malformed or protocol-violating packet.
-    pub protocol_errors: AtomicU64,
+    pub(crate) protocol_errors: AtomicU64,
     /// Packets and bytes per packet type, both directions (for the metrics).
-    pub by_type: PacketTypeCounters,
+    pub(crate) by_type: PacketTypeCounters,
 }
 
 /// Packets and their bytes (fixed header included) per packet type, indexed by the type
 /// nibble (1 = CONNECT ... 15 = AUTH; 0 unused). Unlike [`Stats::packets_received`], CONNECT
 /// counts too.
 #[derive(Debug, Default)]
-pub struct PacketTypeCounters {
+pub(crate) struct PacketTypeCounters {
     /// Packets decoded from clients.
-    pub packets_received: [AtomicU64; 16],
+    pub(crate) packets_received: [AtomicU64; 16],
     /// Bytes of the packets decoded from clients.
-    pub bytes_received: [AtomicU64; 16],
+    pub(crate) bytes_received: [AtomicU64; 16],
     /// Packets queued for clients.
-    pub packets_sent: [AtomicU64; 16],
+    pub(crate) packets_sent: [AtomicU64; 16],
     /// Bytes of the packets queued for clients.
-    pub bytes_sent: [AtomicU64; 16],
+    pub(crate) bytes_sent: [AtomicU64; 16],
 }
 
 impl Stats {
     /// Adds `n` to `counter`.
-    pub fn add(counter: &AtomicU64, n: u64) {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
         if n != 0 {
             counter.fetch_add(n, Ordering::Relaxed);
         }
     }
 
     /// Reads `counter`.
-    pub fn get(counter: &AtomicU64) -> u64 {
+    pub(crate) fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
 
     /// Counts one dropped message.
-    pub fn dropped(&self, reason: DropReason) {
+    pub(crate) fn dropped(&self, reason: DropReason) {
         self.dropped_n(reason, 1);
     }
 
     /// Counts `n` dropped messages.
-    pub fn dropped_n(&self, reason: DropReason, n: u64) {
+    pub(crate) fn dropped_n(&self, reason: DropReason, n: u64) {
         let counter = match reason {
             DropReason::QueueFull => &self.dropped_queue_full,
             DropReason::OfflineQos0 => &self.dropped_offline_qos0,
@@ -85,7 +85,7 @@ impl Stats {
     }
 
     /// Messages dropped for any reason.
-    pub fn dropped_total(&self) -> u64 {
+    pub(crate) fn dropped_total(&self) -> u64 {
         Stats::get(&self.dropped_queue_full)
             + Stats::get(&self.dropped_offline_qos0)
             + Stats::get(&self.dropped_expired)
@@ -95,7 +95,7 @@ impl Stats {
 
 /// Why a message was not queued for a subscriber (`Session::deliver`), as counted here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
+pub(crate) enum DropReason {
     /// QoS 0 message for a client that is offline (not queued, as mosquitto does by default).
     OfflineQos0,
     /// The session queue was full (`max-queued-messages`); see `queue-full-policy`.

@@ -12,7 +12,7 @@ use crate::message::Message;
 use crate::stats::Stats;
 
 /// Publishes the `$SYS` tree every `interval` until `shutdown`. An interval of zero disables it.
-pub async fn run(ctx: Arc<BrokerContext>, interval: Duration, shutdown: CancellationToken) {
+pub(crate) async fn run(ctx: Arc<BrokerContext>, interval: Duration, shutdown: CancellationToken) {
     if interval.is_zero() {
         return;
     }
@@ -27,7 +27,7 @@ pub async fn run(ctx: Arc<BrokerContext>, interval: Duration, shutdown: Cancella
 }
 
 /// Publishes every `$SYS` value once.
-pub async fn publish_all(ctx: &BrokerContext) {
+pub(crate) async fn publish_all(ctx: &BrokerContext) {
     let s = &ctx.stats;
     let connected = Stats::get(&s.clients_connected);
     let sessions = ctx.sessions.len() as u64;

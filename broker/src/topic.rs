@@ -2,13 +2,13 @@
 
 /// Whether `topic` is a valid topic name for PUBLISH: non-empty, no wildcards ([MQTT-4.7.3-1],
 /// [MQTT-3.3.2-2]), no U+0000 ([MQTT-4.7.3-2]).
-pub fn is_valid_topic_name(topic: &str) -> bool {
+pub(crate) fn is_valid_topic_name(topic: &str) -> bool {
     !topic.is_empty() && !topic.contains(['+', '#', '\0'])
 }
 
 /// Whether `filter` is a valid topic filter for SUBSCRIBE: non-empty, `#` only as the whole last
 /// level ([MQTT-4.7.1-2]), `+` only as a whole level ([MQTT-4.7.1-3]), no U+0000.
-pub fn is_valid_topic_filter(filter: &str) -> bool {
+pub(crate) fn is_valid_topic_filter(filter: &str) -> bool {
     if filter.is_empty() || filter.contains('\0') {
         return false;
     }
@@ -29,7 +29,7 @@ pub fn is_valid_topic_filter(filter: &str) -> bool {
 ///
 /// Topics starting with `$` are not matched by a filter whose first level is a wildcard
 /// ([MQTT-4.7.2-1]).
-pub fn matches(filter: &str, topic: &str) -> bool {
+pub(crate) fn matches(filter: &str, topic: &str) -> bool {
     if topic.starts_with('$') && filter.starts_with(['+', '#']) {
         return false;
     }
@@ -46,14 +46,14 @@ pub fn matches(filter: &str, topic: &str) -> bool {
 }
 
 /// Whether `filter` names an MQTT 5 shared subscription (`$share/...`, valid or not).
-pub fn is_shared(filter: &str) -> bool {
+pub(crate) fn is_shared(filter: &str) -> bool {
     filter.starts_with("$share/")
 }
 
 /// Splits a shared subscription `$share/{group}/{filter}` into its group and filter, or `None`
 /// if it is not a valid one: the group is non-empty without `+`, `#` or `/`, and the filter is
 /// a valid topic filter ([MQTT-4.8.2-1], [MQTT-4.8.2-2]).
-pub fn split_shared(filter: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_shared(filter: &str) -> Option<(&str, &str)> {
     let rest = filter.strip_prefix("$share/")?;
     let (group, inner) = rest.split_once('/')?;
     let group_ok = !group.is_empty() && !group.contains(['+', '#']);
@@ -61,7 +61,7 @@ pub fn split_shared(filter: &str) -> Option<(&str, &str)> {
 }
 
 /// Whether `filter` contains a wildcard (so it can match more than one topic).
-pub fn has_wildcards(filter: &str) -> bool {
+pub(crate) fn has_wildcards(filter: &str) -> bool {
     filter.contains(['+', '#'])
 }
 

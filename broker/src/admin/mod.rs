@@ -45,14 +45,15 @@ use crate::listener::{BoundListener, ListenerStats};
 use crate::plugin::Plugin;
 use crate::plugin::breaker::BreakerState;
 
-pub use server::{AdminError, BoundAdmin, bind};
+pub use server::AdminError;
+pub(crate) use server::bind;
 
 /// How long the latency percentiles of `ListPlugins` look back: between one and two of these.
 const LATENCY_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Where the broker is in its life, as health checks report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Starting: plugins being described, listeners not bound yet. NOT_SERVING.
     Starting,
     /// Every listener accepts clients. SERVING.
@@ -63,23 +64,23 @@ pub enum Phase {
 
 /// One bound MQTT listener, as the admin API and the metrics report it.
 #[derive(Debug, Clone)]
-pub struct ListenerInfo {
+pub(crate) struct ListenerInfo {
     /// The listener's name from the config.
-    pub name: Arc<str>,
+    pub(crate) name: Arc<str>,
     /// Its transport.
-    pub kind: ListenerKind,
+    pub(crate) kind: ListenerKind,
     /// The address actually bound.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// `max-connections` (0 = unlimited).
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Its connection counters.
-    pub stats: Arc<ListenerStats>,
+    pub(crate) stats: Arc<ListenerStats>,
 }
 
 /// What the admin API and the metrics endpoint know of the running broker beyond
 /// [`BrokerContext`]. One per broker, shared as `Arc<Runtime>`.
 #[derive(Debug)]
-pub struct Runtime {
+pub(crate) struct Runtime {
     started_at: SystemTime,
     listeners: Mutex<Vec<ListenerInfo>>,
     phase: watch::Sender<Phase>,
@@ -110,13 +111,13 @@ impl Default for Runtime {
 
 impl Runtime {
     /// When the broker started.
-    pub fn started_at(&self) -> SystemTime {
+    pub(crate) fn started_at(&self) -> SystemTime {
         self.started_at
     }
 
     /// Records the bound listeners (with the `max-connections` of their config) and turns the
     /// health status to SERVING: the broker accepts clients from now on.
-    pub fn listeners_bound(&self, bound: &[BoundListener], configs: &[ListenerConfig]) {
+    pub(crate) fn listeners_bound(&self, bound: &[BoundListener], configs: &[ListenerConfig]) {
         let infos = bound
             .iter()
             .map(|listener| ListenerInfo {
@@ -135,12 +136,12 @@ impl Runtime {
     }
 
     /// The bound listeners, in config order (empty while starting).
-    pub fn listeners(&self) -> Vec<ListenerInfo> {
+    pub(crate) fn listeners(&self) -> Vec<ListenerInfo> {
         self.listeners.lock().clone()
     }
 
     /// Moves to `phase` (a broker never leaves [`Phase::Draining`]).
-    pub fn set_phase(&self, phase: Phase) {
+    pub(crate) fn set_phase(&self, phase: Phase) {
         self.phase.send_if_modified(|current| {
             let changed = *current != phase && *current != Phase::Draining;
             if changed {
@@ -150,13 +151,8 @@ impl Runtime {
         });
     }
 
-    /// The phase now.
-    pub fn phase(&self) -> Phase {
-        *self.phase.borrow()
-    }
-
     /// Follows the phase.
-    pub fn watch_phase(&self) -> watch::Receiver<Phase> {
+    pub(crate) fn watch_phase(&self) -> watch::Receiver<Phase> {
         self.phase.subscribe()
     }
 
@@ -164,7 +160,7 @@ impl Runtime {
     /// when it holds (the first observation of it), and the latency recorded over the last one
     /// to two [`LATENCY_WINDOW`]s. Called by `ListPlugins`, the metrics and a 1 s sampler, so a
     /// state change is dated within a second.
-    pub fn observe_plugins(&self, ctx: &BrokerContext) -> Vec<PluginView> {
+    pub(crate) fn observe_plugins(&self, ctx: &BrokerContext) -> Vec<PluginView> {
         let now = SystemTime::now();
         let instant = std::time::Instant::now();
         let plugins = ctx.plugins.plugins();
@@ -206,19 +202,19 @@ impl Runtime {
 
 /// One plugin as [`Runtime::observe_plugins`] saw it.
 #[derive(Debug, Clone, Copy)]
-pub struct PluginView {
+pub(crate) struct PluginView {
     /// Its state now.
-    pub state: PluginState,
+    pub(crate) state: PluginState,
     /// Since when.
-    pub since: SystemTime,
+    pub(crate) since: SystemTime,
     /// Latency of its answered calls over the last one to two minutes.
-    pub recent_latency: HistogramSnapshot,
+    pub(crate) recent_latency: HistogramSnapshot,
 }
 
 /// A plugin's state from the broker's signals: the circuit breaker first (open or probing:
 /// calls take the fallback at once), then whether it answered `Describe` and, when it gets
 /// events, whether its event stream is open.
-pub fn plugin_state(plugin: &Plugin) -> PluginState {
+pub(crate) fn plugin_state(plugin: &Plugin) -> PluginState {
     if plugin.breaker_state() != BreakerState::Closed {
         return PluginState::BreakerOpen;
     }
@@ -236,7 +232,7 @@ pub fn plugin_state(plugin: &Plugin) -> PluginState {
 
 /// A plugin's state as the admin API and the metrics report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PluginState {
+pub(crate) enum PluginState {
     /// It answered `Describe` and, if it gets events, its event stream is open.
     Connected,
     /// Not (yet, or no longer) reachable: calls take `on-unavailable`.
@@ -247,7 +243,7 @@ pub enum PluginState {
 
 impl PluginState {
     /// The admin API's value.
-    pub fn to_pb(self) -> admin_pb::PluginState {
+    pub(crate) fn to_pb(self) -> admin_pb::PluginState {
         match self {
             PluginState::Connected => admin_pb::PluginState::Connected,
             PluginState::Reconnecting => admin_pb::PluginState::Reconnecting,
@@ -257,7 +253,7 @@ impl PluginState {
 }
 
 /// The event kinds a plugin is sent now.
-pub fn plugin_event_kinds(plugin: &Plugin) -> Vec<pb::EventKind> {
+pub(crate) fn plugin_event_kinds(plugin: &Plugin) -> Vec<pb::EventKind> {
     let pipeline = plugin.pipeline();
     pb::EventKind::ALL_BUT_PACKETS
         .iter()

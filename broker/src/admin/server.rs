@@ -63,7 +63,7 @@ pub enum AdminError {
 
 /// The admin server, bound and ready to [`serve`](BoundAdmin::serve).
 #[derive(Debug)]
-pub struct BoundAdmin {
+pub(crate) struct BoundAdmin {
     listener: TcpListener,
     local_addr: SocketAddr,
     token: Option<Arc<str>>,
@@ -78,7 +78,7 @@ pub struct BoundAdmin {
 /// # Errors
 ///
 /// An unreadable token file or TLS file, or (for an explicit section) a failed bind.
-pub async fn bind(config: &AdminConfig) -> Result<Option<BoundAdmin>, AdminError> {
+pub(crate) async fn bind(config: &AdminConfig) -> Result<Option<BoundAdmin>, AdminError> {
     if !config.enable {
         return Ok(None);
     }
@@ -146,16 +146,11 @@ fn tls_config(tls: &TlsConfig) -> Result<ServerTlsConfig, AdminError> {
 }
 
 impl BoundAdmin {
-    /// The address actually bound.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
     /// Serves until `stop` (plus a short grace for open streams). Health follows the broker:
     /// NOT_SERVING until [`Runtime::listeners_bound`], SERVING until `drain` is cancelled (the
     /// broker's shutdown begins), NOT_SERVING after. Errors are logged: the admin API failing
     /// does not stop the broker.
-    pub async fn serve(
+    pub(crate) async fn serve(
         self,
         ctx: Arc<BrokerContext>,
         runtime: Arc<Runtime>,

@@ -38,7 +38,7 @@ const WRITE_KEEP_MIN: usize = 64;
 
 /// Why reading or writing packets failed.
 #[derive(Debug, thiserror::Error)]
-pub enum IoError {
+pub(crate) enum IoError {
     /// The peer sent bytes that are not a valid packet.
     #[error(transparent)]
     Decode(#[from] DecodeError),

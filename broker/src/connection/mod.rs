@@ -25,7 +25,7 @@ use crate::plugin::emit::EventClock;
 use crate::plugin::{DisconnectReason, PacketSource, SessionFacts};
 use crate::session::Owner;
 use crate::stats::Stats;
-pub use io::IoError;
+pub(crate) use io::IoError;
 use io::PacketStream;
 
 /// How long a write may stay blocked (the client not reading) before the connection is closed;
@@ -41,7 +41,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Why a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
+pub(crate) enum Exit {
     /// The client sent DISCONNECT: the will is discarded.
     Disconnect,
     /// The client sent an MQTT 5 DISCONNECT with reason 0x04: the will is published.
@@ -78,7 +78,7 @@ impl Exit {
 
     /// The reason code of the DISCONNECT the broker sends an MQTT 5 client for this ending,
     /// or `None` when the client ended the connection itself.
-    pub fn server_reason(self) -> Option<ReasonCode> {
+    pub(crate) fn server_reason(self) -> Option<ReasonCode> {
         match self {
             Exit::Disconnect | Exit::DisconnectWithWill | Exit::Closed | Exit::IoError => None,
             Exit::KeepAliveTimeout => Some(ReasonCode::KeepAliveTimeout),
@@ -90,7 +90,7 @@ impl Exit {
     }
 
     /// Whether the will message is published for this ending.
-    pub fn publishes_will(self) -> bool {
+    pub(crate) fn publishes_will(self) -> bool {
         !matches!(self, Exit::Disconnect | Exit::Shutdown)
     }
 }
@@ -105,7 +105,7 @@ impl Exit {
 /// Tokio allocates a task in steps of 128 bytes on x86-64 (its task cell is 128-byte aligned),
 /// so only a step counts: this future is 624 bytes (print-type-sizes, release build), in a
 /// 768-byte task; about 24 bytes more would make the task 896.
-pub fn serve(
+pub(crate) fn serve(
     ctx: Arc<BrokerContext>,
     transport: Transport,
     peer: PeerInfo,

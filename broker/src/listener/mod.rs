@@ -54,14 +54,14 @@ use tracing::{Instrument as _, Span, debug, info, info_span};
 use crate::config::{ListenerConfig, ListenerKind};
 
 /// A bidirectional byte stream carrying MQTT packets, whatever the transport underneath.
-pub trait MqttStream: AsyncRead + AsyncWrite + Send + Unpin {}
+pub(crate) trait MqttStream: AsyncRead + AsyncWrite + Send + Unpin {}
 
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> MqttStream for T {}
 
 /// A connection's transport once TLS / WebSocket handshakes are done. Plain TCP is held
 /// inline: boxing it would cost every connection an allocation (bench: RSS per idle
 /// connection); TLS and WebSocket streams are boxed.
-pub enum Transport {
+pub(crate) enum Transport {
     /// A plain TCP connection.
     Tcp(TcpStream),
     /// A TLS and/or WebSocket stream.
@@ -137,16 +137,16 @@ impl AsyncWrite for Transport {
 
 /// What the listener knows about a newly accepted peer.
 #[derive(Debug, Clone)]
-pub struct PeerInfo {
+pub(crate) struct PeerInfo {
     /// The peer's socket address.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// Name of the listener that accepted the connection (from config).
-    pub listener: Arc<str>,
+    pub(crate) listener: Arc<str>,
     /// Subject of the verified TLS client certificate, when one was presented.
-    pub tls_subject: Option<String>,
+    pub(crate) tls_subject: Option<String>,
     /// When the CONNECT timeout expires: transport handshakes and the CONNECT packet must both
     /// complete before this instant.
-    pub connect_deadline: Instant,
+    pub(crate) connect_deadline: Instant,
 }
 
 /// Why a listener could not be set up.
@@ -185,7 +185,7 @@ pub enum ListenerError {
 
 /// Connection counters of one listener, shared between its accept loop and its connection tasks.
 #[derive(Debug, Default)]
-pub struct ListenerStats {
+pub(crate) struct ListenerStats {
     accepted: AtomicU64,
     current: AtomicUsize,
     refused: AtomicU64,
@@ -196,17 +196,17 @@ pub struct ListenerStats {
 
 impl ListenerStats {
     /// Connections admitted since start (refused ones are not counted).
-    pub fn accepted(&self) -> u64 {
+    pub(crate) fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
     }
 
     /// Connections open now: admitted and not yet finished (handshake or handler still running).
-    pub fn current(&self) -> usize {
+    pub(crate) fn current(&self) -> usize {
         self.current.load(Ordering::Relaxed)
     }
 
     /// Connections closed right after accept because the listener was at `max-connections`.
-    pub fn refused(&self) -> u64 {
+    pub(crate) fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
     }
 }
@@ -248,7 +248,9 @@ impl Handshake {
 ///
 /// The first listener that cannot be set up, as a [`ListenerError`]; listeners bound before it
 /// are closed again.
-pub async fn bind_all(configs: &[ListenerConfig]) -> Result<Vec<BoundListener>, ListenerError> {
+pub(crate) async fn bind_all(
+    configs: &[ListenerConfig],
+) -> Result<Vec<BoundListener>, ListenerError> {
     configs.iter().map(BoundListener::bind).collect()
 }
 
@@ -256,7 +258,7 @@ pub async fn bind_all(configs: &[ListenerConfig]) -> Result<Vec<BoundListener>, 
 ///
 /// [`serve`]: BoundListener::serve
 #[derive(Debug)]
-pub struct BoundListener {
+pub(crate) struct BoundListener {
     name: Arc<str>,
     listener: TcpListener,
     local_addr: SocketAddr,
@@ -301,12 +303,12 @@ impl BoundListener {
     }
 
     /// The listener's configured name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The transport this listener speaks.
-    pub fn kind(&self) -> ListenerKind {
+    pub(crate) fn kind(&self) -> ListenerKind {
         match *self.handshake {
             Handshake::Tcp => ListenerKind::Tcp,
             Handshake::Tls(_) => ListenerKind::Tls,
@@ -316,12 +318,12 @@ impl BoundListener {
     }
 
     /// The address actually bound (with the real port when the config asked for port 0).
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
     /// This listener's connection counters; the handle stays valid after `serve` consumed `self`.
-    pub fn stats(&self) -> Arc<ListenerStats> {
+    pub(crate) fn stats(&self) -> Arc<ListenerStats> {
         self.stats.clone()
     }
 
@@ -331,8 +333,12 @@ impl BoundListener {
     /// the connect deadline, then `handler(transport, peer)` inside the connection span. Accept
     /// errors (e.g. out of file descriptors) are logged and retried after a back-off of 1 s,
     /// doubling up to 64 s.
-    pub async fn serve<H, F>(self, handler: H, shutdown: CancellationToken, tracker: TaskTracker)
-    where
+    pub(crate) async fn serve<H, F>(
+        self,
+        handler: H,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) where
         H: Fn(Transport, PeerInfo) -> F + Send + Sync + 'static,
         F: Future<Output = ()> + Send + 'static,
     {

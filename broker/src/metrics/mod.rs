@@ -130,7 +130,7 @@ pub enum MetricsError {
 
 /// The metrics endpoint, bound and ready to [`serve`](BoundMetrics::serve).
 #[derive(Debug)]
-pub struct BoundMetrics {
+pub(crate) struct BoundMetrics {
     listener: TcpListener,
     local_addr: SocketAddr,
 }
@@ -142,7 +142,7 @@ pub struct BoundMetrics {
 /// # Errors
 ///
 /// A failed bind of an explicit `metrics` section.
-pub async fn bind(config: &MetricsConfig) -> Result<Option<BoundMetrics>, MetricsError> {
+pub(crate) async fn bind(config: &MetricsConfig) -> Result<Option<BoundMetrics>, MetricsError> {
     if !config.enable {
         return Ok(None);
     }
@@ -167,13 +167,8 @@ pub async fn bind(config: &MetricsConfig) -> Result<Option<BoundMetrics>, Metric
 }
 
 impl BoundMetrics {
-    /// The address actually bound.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
     /// Serves `GET /metrics` until `stop` (plus a short grace). Errors are logged.
-    pub async fn serve(
+    pub(crate) async fn serve(
         self,
         ctx: Arc<BrokerContext>,
         runtime: Arc<Runtime>,
@@ -196,14 +191,14 @@ impl BoundMetrics {
 }
 
 /// The registry of one broker: one collector that reads everything at scrape time.
-pub fn registry(ctx: Arc<BrokerContext>, runtime: Arc<Runtime>) -> Registry {
+pub(crate) fn registry(ctx: Arc<BrokerContext>, runtime: Arc<Runtime>) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(BrokerCollector { ctx, runtime }));
     registry
 }
 
 /// Encodes `registry` in the Prometheus text format.
-pub fn render(registry: &Registry) -> Result<String, std::fmt::Error> {
+pub(crate) fn render(registry: &Registry) -> Result<String, std::fmt::Error> {
     let mut text = String::new();
     prometheus_client::encoding::prometheus_text::encode(&mut text, registry)?;
     Ok(text)

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 /// The breaker's state, as reported to operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BreakerState {
+pub(crate) enum BreakerState {
     /// Calls go through.
     Closed,
     /// Calls fail fast until the cool-down ends.
@@ -27,7 +27,7 @@ enum State {
 
 /// One plugin's circuit breaker.
 #[derive(Debug)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     threshold: u32,
     cool_down: Duration,
     state: Mutex<State>,
@@ -35,7 +35,7 @@ pub struct Breaker {
 
 impl Breaker {
     /// A closed breaker that opens after `threshold` (≥ 1) consecutive failures for `cool_down`.
-    pub fn new(threshold: u32, cool_down: Duration) -> Self {
+    pub(crate) fn new(threshold: u32, cool_down: Duration) -> Self {
         Breaker {
             threshold: threshold.max(1),
             cool_down,
@@ -45,7 +45,7 @@ impl Breaker {
 
     /// Whether a call may go out now. In the half-open state only the first caller (the probe)
     /// gets `true`.
-    pub fn try_acquire(&self) -> bool {
+    pub(crate) fn try_acquire(&self) -> bool {
         let mut state = self.state.lock();
         match *state {
             State::Closed { .. } => true,
@@ -58,7 +58,7 @@ impl Breaker {
     }
 
     /// Records a successful call: closes the breaker. Returns true if it was not closed before.
-    pub fn on_success(&self) -> bool {
+    pub(crate) fn on_success(&self) -> bool {
         let mut state = self.state.lock();
         let reopened = !matches!(*state, State::Closed { .. });
         *state = State::Closed { failures: 0 };
@@ -66,7 +66,7 @@ impl Breaker {
     }
 
     /// Records a failed call. Returns true if this failure opened the breaker.
-    pub fn on_failure(&self) -> bool {
+    pub(crate) fn on_failure(&self) -> bool {
         let mut state = self.state.lock();
         match *state {
             State::Closed { failures } if failures + 1 < self.threshold => {
@@ -86,7 +86,7 @@ impl Breaker {
     }
 
     /// The current state.
-    pub fn state(&self) -> BreakerState {
+    pub(crate) fn state(&self) -> BreakerState {
         match *self.state.lock() {
             State::Closed { .. } => BreakerState::Closed,
             State::Open { .. } => BreakerState::Open,

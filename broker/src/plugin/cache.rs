@@ -76,7 +76,7 @@ mod clock {
 /// all again. Entries are grouped by topic, so a lookup hashes the topic as a `&str` (no key
 /// is built) and scans the few (plugin, action) entries of that topic.
 #[derive(Debug, Default)]
-pub struct TopicCache(Mutex<Option<Box<TopicEntries>>>);
+pub(crate) struct TopicCache(Mutex<Option<Box<TopicEntries>>>);
 
 /// What a [`TopicCache`] holds once used.
 #[derive(Debug, Default)]
@@ -100,13 +100,13 @@ struct Cached {
 
 impl TopicCache {
     /// The cached, unexpired vote of plugin `plugin` on (`action`, `topic`).
-    pub fn get(&self, plugin: u16, action: Action, topic: &str) -> Option<PluginVote> {
+    pub(crate) fn get(&self, plugin: u16, action: Action, topic: &str) -> Option<PluginVote> {
         self.peek(plugin, action, topic, PluginVote::clone)
     }
 
     /// `f` applied to the cached, unexpired vote of plugin `plugin` on (`action`, `topic`),
     /// without copying the vote out.
-    pub fn peek<R>(
+    pub(crate) fn peek<R>(
         &self,
         plugin: u16,
         action: Action,
@@ -119,7 +119,7 @@ impl TopicCache {
     /// `f` applied to everything the cache knows about `topic` (grants and the votes of every
     /// plugin), under one lock and one hash lookup: the hot path of cached verdicts, which
     /// reads the grants and then the vote of each plugin of the chain.
-    pub fn view<R>(&self, topic: &str, f: impl FnOnce(&TopicView<'_>) -> R) -> R {
+    pub(crate) fn view<R>(&self, topic: &str, f: impl FnOnce(&TopicView<'_>) -> R) -> R {
         let inner = self.0.lock();
         let view = match inner.as_deref() {
             None => TopicView {
@@ -140,7 +140,7 @@ impl TopicCache {
         f(&view.with_clock())
     }
     /// Caches `vote` for `ttl`.
-    pub fn put(
+    pub(crate) fn put(
         &self,
         plugin: u16,
         action: Action,
@@ -177,12 +177,12 @@ impl TopicCache {
     }
 
     /// Forgets everything, grants included (disconnect, a new connection), and frees it.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         *self.0.lock() = None;
     }
 
     /// Sets the grants of the current connection.
-    pub fn set_grants(&self, grants: Option<Arc<Grants>>) {
+    pub(crate) fn set_grants(&self, grants: Option<Arc<Grants>>) {
         let mut inner = self.0.lock();
         match (inner.as_mut(), grants) {
             (Some(entries), grants) => entries.grants = grants,
@@ -194,7 +194,7 @@ impl TopicCache {
     }
 
     /// What the grants say about `action` on `topic`, if anything.
-    pub fn granted(&self, action: Action, topic: &str) -> Option<bool> {
+    pub(crate) fn granted(&self, action: Action, topic: &str) -> Option<bool> {
         self.0
             .lock()
             .as_ref()?
@@ -204,19 +204,21 @@ impl TopicCache {
     }
 
     /// Forgets plugin `plugin`'s entries (its invalidation).
-    pub fn clear_plugin(&self, plugin: u16) {
+    pub(crate) fn clear_plugin(&self, plugin: u16) {
         if let Some(entries) = self.0.lock().as_mut() {
             entries.retain(|c| c.plugin != plugin);
         }
     }
 
     /// Number of entries (expired ones included until swept).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.0.lock().as_ref().map_or(0, |entries| entries.len)
     }
 
     /// Whether the cache is empty.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
@@ -224,7 +226,7 @@ impl TopicCache {
 /// What a [`TopicCache`] holds about one topic, seen under its lock (see
 /// [`TopicCache::view`]).
 #[derive(Debug)]
-pub struct TopicView<'a> {
+pub(crate) struct TopicView<'a> {
     grants: Option<&'a Grants>,
     votes: &'a [Cached],
     /// Now, read once if any vote is cached for the topic.
@@ -240,12 +242,12 @@ impl TopicView<'_> {
 
     /// What the grants of the current connection say about `action` on `topic`, if anything
     /// (`topic` is the one the view was made for).
-    pub fn granted(&self, action: Action, topic: &str) -> Option<bool> {
+    pub(crate) fn granted(&self, action: Action, topic: &str) -> Option<bool> {
         self.grants?.decide(action, topic)
     }
 
     /// The cached, unexpired vote of plugin `plugin` on `action`.
-    pub fn vote(&self, plugin: u16, action: Action) -> Option<&PluginVote> {
+    pub(crate) fn vote(&self, plugin: u16, action: Action) -> Option<&PluginVote> {
         let cached = self
             .votes
             .iter()
@@ -270,7 +272,7 @@ impl TopicEntries {
 /// What an authentication decision is keyed by: plugin, client id, username, and a keyed hash
 /// of the password, listener and TLS subject (the password itself is never stored).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct AuthKey {
+pub(crate) struct AuthKey {
     plugin: u16,
     client_id: String,
     username: Option<String>,
@@ -282,7 +284,7 @@ type AuthEntry = (PluginVote, Option<pb::SessionGrants>, Instant);
 
 /// Broker-wide cache of authentication verdicts.
 #[derive(Debug)]
-pub struct AuthCache {
+pub(crate) struct AuthCache {
     entries: Mutex<FastHashMap<AuthKey, AuthEntry>>,
     /// Random per process, so password hashes cannot be precomputed.
     hasher: std::collections::hash_map::RandomState,
@@ -299,7 +301,7 @@ impl Default for AuthCache {
 
 impl AuthCache {
     /// The key for the request of a CONNECT to plugin `plugin`.
-    pub fn key(&self, plugin: u16, request: &pb::AuthenticateRequest) -> AuthKey {
+    pub(crate) fn key(&self, plugin: u16, request: &pb::AuthenticateRequest) -> AuthKey {
         AuthKey {
             plugin,
             client_id: request.client_id.clone(),
@@ -313,14 +315,14 @@ impl AuthCache {
     }
 
     /// The cached, unexpired vote for `key`.
-    pub fn get(&self, key: &AuthKey) -> Option<(PluginVote, Option<pb::SessionGrants>)> {
+    pub(crate) fn get(&self, key: &AuthKey) -> Option<(PluginVote, Option<pb::SessionGrants>)> {
         let entries = self.entries.lock();
         let (vote, grants, expires) = entries.get(key)?;
         (Instant::now() < *expires).then(|| (vote.clone(), grants.clone()))
     }
 
     /// Caches `vote` and its grants for `ttl`.
-    pub fn put(
+    pub(crate) fn put(
         &self,
         key: AuthKey,
         vote: PluginVote,
@@ -340,7 +342,7 @@ impl AuthCache {
 
     /// Drops plugin `plugin`'s entries for a client id and/or a username, or all of its entries
     /// when both are `None` (a plugin's invalidation).
-    pub fn invalidate(&self, plugin: u16, client_id: Option<&str>, username: Option<&str>) {
+    pub(crate) fn invalidate(&self, plugin: u16, client_id: Option<&str>, username: Option<&str>) {
         let everything = client_id.is_none() && username.is_none();
         self.entries.lock().retain(|key, _| {
             let client_hit = client_id.is_some_and(|c| key.client_id == c);

@@ -22,7 +22,7 @@ use crate::config::{Fallback, PluginConfig};
 /// How a call failed, which selects the fallback (the table is in `plugin.proto` and
 /// `docs/plugins.md`, "Failures").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureClass {
+pub(crate) enum FailureClass {
     /// `on-timeout`: no answer within the plugin's `timeout`, or the status
     /// `DEADLINE_EXCEEDED` or `CANCELLED` (the plugin gave up on the deadline).
     Timeout,
@@ -36,7 +36,7 @@ pub enum FailureClass {
 impl FailureClass {
     /// The class of a call that ended with the gRPC status `code` (never `OK`: a call that
     /// returned `OK` answered).
-    pub fn of_status(code: Code) -> FailureClass {
+    pub(crate) fn of_status(code: Code) -> FailureClass {
         match code {
             Code::DeadlineExceeded | Code::Cancelled => FailureClass::Timeout,
             Code::Unavailable => FailureClass::Unavailable,
@@ -47,33 +47,33 @@ impl FailureClass {
 
 /// Counters of one plugin, for logs, `$SYS`-style reporting and the admin API.
 #[derive(Debug, Default)]
-pub struct PluginStats {
+pub(crate) struct PluginStats {
     /// Decision calls sent to the plugin (not those an open breaker answered: they count as
     /// `unavailable`).
-    pub calls: AtomicU64,
+    pub(crate) calls: AtomicU64,
     /// ALLOW answers.
-    pub allows: AtomicU64,
+    pub(crate) allows: AtomicU64,
     /// DENY answers.
-    pub denies: AtomicU64,
+    pub(crate) denies: AtomicU64,
     /// IGNORE answers.
-    pub ignores: AtomicU64,
+    pub(crate) ignores: AtomicU64,
     /// Calls that timed out.
-    pub timeouts: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
     /// Calls answered with an error status.
-    pub errors: AtomicU64,
+    pub(crate) errors: AtomicU64,
     /// Calls that found the plugin unavailable (not connected or breaker open).
-    pub unavailable: AtomicU64,
+    pub(crate) unavailable: AtomicU64,
     /// Fallbacks taken (one per failed call).
-    pub fallbacks: AtomicU64,
+    pub(crate) fallbacks: AtomicU64,
     /// Decisions served from the cache.
-    pub cache_hits: AtomicU64,
+    pub(crate) cache_hits: AtomicU64,
     /// Sum of call latencies in microseconds (with `calls` gives the mean).
-    pub latency_us_total: AtomicU64,
+    pub(crate) latency_us_total: AtomicU64,
     /// Times the breaker opened.
-    pub breaker_opened: AtomicU64,
+    pub(crate) breaker_opened: AtomicU64,
     /// Latency of the calls that got an answer (for the admin API's percentiles and the
     /// `midge_plugin_call_duration_seconds` histogram).
-    pub latency: crate::latency::LatencyHistogram,
+    pub(crate) latency: crate::latency::LatencyHistogram,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -82,25 +82,25 @@ fn bump(counter: &AtomicU64) {
 
 /// A plugin answer: the vote and how long it may be cached (`None` for fallbacks, never cached).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
+pub(crate) struct Answer {
     /// The vote counted in the chain.
-    pub vote: PluginVote,
+    pub(crate) vote: PluginVote,
     /// Cache lifetime the plugin granted; `None` for fallbacks and uncacheable answers.
-    pub cache_for: Option<Duration>,
+    pub(crate) cache_for: Option<Duration>,
     /// Session grants that came with an authentication ALLOW.
-    pub grants: Option<pb::SessionGrants>,
+    pub(crate) grants: Option<pb::SessionGrants>,
     /// MQTT 5 enhanced authentication: the plugin answered CONTINUE (its vote is then
     /// `Ignore` until the exchange ends). Never cached.
-    pub continues: bool,
+    pub(crate) continues: bool,
     /// Authentication Data for the client: the AUTH packet (CONTINUE) or the CONNACK (ALLOW).
-    pub auth_data: Vec<u8>,
+    pub(crate) auth_data: Vec<u8>,
     /// The CONNACK reason code a DENY asks for (0: the default, 0x87).
-    pub reason_code: u32,
+    pub(crate) reason_code: u32,
 }
 
 /// One configured plugin.
 #[derive(Debug)]
-pub struct Plugin {
+pub(crate) struct Plugin {
     index: u16,
     alias: Arc<str>,
     config: PluginConfig,
@@ -127,11 +127,11 @@ pub struct Plugin {
 
 /// The chains the config uses a plugin in, which name the services it must implement.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Roles {
+pub(crate) struct Roles {
     /// Listed in `auth.plugins`: must implement `midge.plugin.v1.Authenticator`.
-    pub authenticator: bool,
+    pub(crate) authenticator: bool,
     /// Listed in `topic-check.plugins`: must implement `midge.plugin.v1.TopicFilter`.
-    pub topic_filter: bool,
+    pub(crate) topic_filter: bool,
 }
 
 /// Why a reachable plugin's decisions take a fallback without a call.
@@ -176,9 +176,9 @@ impl std::fmt::Display for Refusal {
 }
 
 /// The fully qualified name of the authentication service, as `DescribeResponse.services` lists it.
-pub const AUTHENTICATOR_SERVICE: &str = "midge.plugin.v1.Authenticator";
+pub(crate) const AUTHENTICATOR_SERVICE: &str = "midge.plugin.v1.Authenticator";
 /// The fully qualified name of the topic check service, as `DescribeResponse.services` lists it.
-pub const TOPIC_FILTER_SERVICE: &str = "midge.plugin.v1.TopicFilter";
+pub(crate) const TOPIC_FILTER_SERVICE: &str = "midge.plugin.v1.TopicFilter";
 
 impl Plugin {
     /// Builds the plugin's lazy channel. Nothing connects until the first call.
@@ -234,67 +234,67 @@ impl Plugin {
     }
 
     /// Position in the `plugins` section (cache keys use it).
-    pub fn index(&self) -> u16 {
+    pub(crate) fn index(&self) -> u16 {
         self.index
     }
 
     /// The last decision call that failed (timeout, error, unavailable), as a short text.
-    pub fn last_error(&self) -> Option<String> {
+    pub(crate) fn last_error(&self) -> Option<String> {
         self.last_error.lock().clone()
     }
 
     /// Records `error` as the plugin's last error (shown by the admin API).
-    pub fn record_error(&self, error: String) {
+    pub(crate) fn record_error(&self, error: String) {
         *self.last_error.lock() = Some(error);
     }
 
     /// The alias it is registered under.
-    pub fn alias(&self) -> &Arc<str> {
+    pub(crate) fn alias(&self) -> &Arc<str> {
         &self.alias
     }
 
     /// Its configuration.
-    pub fn config(&self) -> &PluginConfig {
+    pub(crate) fn config(&self) -> &PluginConfig {
         &self.config
     }
 
     /// Its counters.
-    pub fn stats(&self) -> &PluginStats {
+    pub(crate) fn stats(&self) -> &PluginStats {
         &self.stats
     }
 
     /// Its event pipeline.
-    pub fn pipeline(&self) -> &Arc<EventPipeline> {
+    pub(crate) fn pipeline(&self) -> &Arc<EventPipeline> {
         &self.pipeline
     }
 
     /// Its circuit breaker state.
-    pub fn breaker_state(&self) -> BreakerState {
+    pub(crate) fn breaker_state(&self) -> BreakerState {
         self.breaker.state()
     }
 
     /// The gRPC channel (for the event stream).
-    pub fn channel(&self) -> Channel {
+    pub(crate) fn channel(&self) -> Channel {
         self.channel.clone()
     }
 
     /// The last `Describe` answer.
-    pub fn description(&self) -> Option<pb::DescribeResponse> {
+    pub(crate) fn description(&self) -> Option<pb::DescribeResponse> {
         self.describe.lock().clone()
     }
 
     /// Whether the plugin asked for raw bytes in packet events.
-    pub fn wants_packet_bytes(&self) -> bool {
+    pub(crate) fn wants_packet_bytes(&self) -> bool {
         self.packet_bytes.load(Ordering::Relaxed)
     }
 
     /// Whether `Describe` has succeeded at least once.
-    pub fn is_described(&self) -> bool {
+    pub(crate) fn is_described(&self) -> bool {
         self.described.load(Ordering::Acquire)
     }
 
     /// Waits until `Describe` has succeeded once.
-    pub async fn wait_described(&self) {
+    pub(crate) async fn wait_described(&self) {
         loop {
             let notified = self.described_notify.notified();
             if self.is_described() {
@@ -318,7 +318,7 @@ impl Plugin {
     /// An error status from a reachable plugin (e.g. INVALID_ARGUMENT: it refused its config)
     /// is returned and also remembered: until a later `Describe` succeeds, the plugin's decision
     /// calls take `on-unavailable` without being made, and log why.
-    pub async fn describe(&self, broker_version: &str) -> Result<(), Status> {
+    pub(crate) async fn describe(&self, broker_version: &str) -> Result<(), Status> {
         let request = pb::DescribeRequest {
             broker_version: broker_version.to_string(),
             alias: self.alias.to_string(),
@@ -427,7 +427,7 @@ impl Plugin {
     /// Why the plugin's decisions cannot be asked of it although it answered `Describe`:
     /// `Some` when it does not implement a service its chains need (for `mandatory` plugins
     /// that is a startup error).
-    pub fn missing_service(&self) -> Option<String> {
+    pub(crate) fn missing_service(&self) -> Option<String> {
         match &*self.refusal.lock() {
             Some(refusal @ Refusal::MissingService { .. }) => Some(refusal.to_string()),
             _ => None,
@@ -456,7 +456,7 @@ impl Plugin {
     }
 
     /// `Authenticator.Authenticate` under the deadline, breaker and fallback.
-    pub async fn authenticate(&self, request: pb::AuthenticateRequest) -> Answer {
+    pub(crate) async fn authenticate(&self, request: pb::AuthenticateRequest) -> Answer {
         let timeout = self.config.timeout;
         let channel = self.channel.clone();
         let mut grants = None;
@@ -506,7 +506,7 @@ impl Plugin {
     }
 
     /// `TopicFilter.CheckTopic` under the deadline, breaker and fallback.
-    pub async fn check_topic(&self, request: pb::CheckTopicRequest) -> Answer {
+    pub(crate) async fn check_topic(&self, request: pb::CheckTopicRequest) -> Answer {
         if let Some((class, why)) = self.refused(TOPIC_FILTER_SERVICE) {
             return self.fail("check_topic", class, Some(&why));
         }

@@ -17,16 +17,16 @@ use crate::topic;
 
 /// A control message, tagged with the alias of the plugin that sent it.
 #[derive(Debug)]
-pub struct ControlRequest {
+pub(crate) struct ControlRequest {
     /// Alias of the plugin that sent it.
-    pub alias: Arc<str>,
+    pub(crate) alias: Arc<str>,
     /// What it asks for.
-    pub control: Control,
+    pub(crate) control: Control,
 }
 
 /// What a plugin asks the broker to do.
 #[derive(Debug)]
-pub enum Control {
+pub(crate) enum Control {
     /// Publish this message (valid topic name, QoS and sizes), as the broker.
     Publish(Message),
     /// Disconnect the client with this id, saying why.

@@ -19,7 +19,7 @@ use midge_proto::plugin::v1 as pb;
 
 /// What a topic is being checked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
+pub(crate) enum Action {
     /// A client publishes to a topic name.
     Publish,
     /// A client subscribes to a topic filter.
@@ -30,7 +30,7 @@ pub enum Action {
 
 impl Action {
     /// The wire value.
-    pub fn to_pb(self) -> pb::Action {
+    pub(crate) fn to_pb(self) -> pb::Action {
         match self {
             Action::Publish => pb::Action::Publish,
             Action::Subscribe => pb::Action::Subscribe,
@@ -41,7 +41,7 @@ impl Action {
 
 /// One voter's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PluginVote {
+pub(crate) enum PluginVote {
     /// `ALLOW`.
     Allow,
     /// `DENY`, with the reason for the log.
@@ -53,7 +53,7 @@ pub enum PluginVote {
 }
 
 /// Combines authentication votes. `Ok(())` allows; `Err(reason)` refuses.
-pub fn combine_auth(votes: impl IntoIterator<Item = PluginVote>) -> Result<(), String> {
+pub(crate) fn combine_auth(votes: impl IntoIterator<Item = PluginVote>) -> Result<(), String> {
     let mut allowed = false;
     for vote in votes {
         match vote {
@@ -71,7 +71,7 @@ pub fn combine_auth(votes: impl IntoIterator<Item = PluginVote>) -> Result<(), S
 
 /// Combines topic-check votes of an enabled chain. Returns whether the action is allowed: no
 /// DENY and at least one ALLOW (an empty chain, all IGNORE or all `Absent` deny).
-pub fn combine_topic(votes: impl IntoIterator<Item = PluginVote>) -> bool {
+pub(crate) fn combine_topic(votes: impl IntoIterator<Item = PluginVote>) -> bool {
     let mut allowed = false;
     for vote in votes {
         match vote {
@@ -85,7 +85,7 @@ pub fn combine_topic(votes: impl IntoIterator<Item = PluginVote>) -> bool {
 
 /// Reads a plugin's wire verdict. `CONTINUE` and unknown values are not valid answers to a
 /// single-step call and are reported as `None` (handled like an error).
-pub fn vote_from_pb(verdict: i32, reason: &str) -> Option<PluginVote> {
+pub(crate) fn vote_from_pb(verdict: i32, reason: &str) -> Option<PluginVote> {
     match pb::Verdict::try_from(verdict).ok()? {
         pb::Verdict::Allow => Some(PluginVote::Allow),
         pb::Verdict::Deny => Some(PluginVote::Deny(if reason.is_empty() {

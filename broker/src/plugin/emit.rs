@@ -15,7 +15,7 @@ use crate::codec::ProtocolVersion;
 use crate::message::{Message, Origin};
 
 /// Wraps a body into an event stamped now; the pipeline assigns the sequence number.
-pub fn event(body: Body) -> pb::Event {
+pub(crate) fn event(body: Body) -> pb::Event {
     pb::Event {
         sequence: 0,
         time: Some(prost_types::Timestamp::from(SystemTime::now())),
@@ -24,7 +24,7 @@ pub fn event(body: Body) -> pb::Event {
 }
 
 /// The wire value of a protocol version.
-pub fn protocol_version(version: ProtocolVersion) -> pb::ProtocolVersion {
+pub(crate) fn protocol_version(version: ProtocolVersion) -> pb::ProtocolVersion {
     match version {
         ProtocolVersion::V31 => pb::ProtocolVersion::Mqtt31,
         ProtocolVersion::V311 => pb::ProtocolVersion::Mqtt311,
@@ -33,14 +33,14 @@ pub fn protocol_version(version: ProtocolVersion) -> pb::ProtocolVersion {
 }
 
 /// A broker lifecycle body.
-pub fn lifecycle() -> pb::BrokerLifecycle {
+pub(crate) fn lifecycle() -> pb::BrokerLifecycle {
     pb::BrokerLifecycle {
         broker_version: crate::VERSION.to_string(),
     }
 }
 
 /// A message as plugins see it; `payload` false leaves the bytes out (the size stays).
-pub fn message(message: &Message, payload: bool) -> pb::Message {
+pub(crate) fn message(message: &Message, payload: bool) -> pb::Message {
     pb::Message {
         topic: message.topic.to_string(),
         payload: if payload {
@@ -96,7 +96,7 @@ fn properties(message: &Message) -> Option<pb::MessageProperties> {
 
 /// MQTT 5 properties given by a plugin or the admin API, as the broker carries them (empty
 /// strings are absent properties), and the expiry they ask for.
-pub fn from_pb_properties(
+pub(crate) fn from_pb_properties(
     props: Option<&pb::MessageProperties>,
 ) -> (
     Option<std::sync::Arc<crate::message::MessageProperties>>,
@@ -127,7 +127,7 @@ pub fn from_pb_properties(
 }
 
 /// A message event body for `client_id` (empty for broker-originated messages).
-pub fn message_event(
+pub(crate) fn message_event(
     client_id: &str,
     username: Option<&str>,
     msg: &Message,
@@ -141,7 +141,7 @@ pub fn message_event(
 }
 
 /// The `Event.body` variant of a message event kind; `None` for the other kinds.
-pub fn message_body(kind: pb::EventKind, event: pb::MessageEvent) -> Option<Body> {
+pub(crate) fn message_body(kind: pb::EventKind, event: pb::MessageEvent) -> Option<Body> {
     Some(match kind {
         pb::EventKind::MessageReceived => Body::MessageReceived(event),
         pb::EventKind::MessageBroadcast => Body::MessageBroadcast(event),
@@ -166,11 +166,11 @@ fn message_body_field(kind: pb::EventKind) -> Option<u32> {
 /// socket read share that read's time (when the broker received them). A clock read costs tens
 /// of nanoseconds in a VM, 3 % of the broker's time with an event plugin (`bench/perf.sh`).
 #[derive(Debug, Default)]
-pub struct EventClock(Option<SystemTime>);
+pub(crate) struct EventClock(Option<SystemTime>);
 
 impl EventClock {
     /// The time: read from the clock on the first call, the same on every later one.
-    pub fn now(&mut self) -> SystemTime {
+    pub(crate) fn now(&mut self) -> SystemTime {
         *self.0.get_or_insert_with(SystemTime::now)
     }
 }
@@ -178,7 +178,7 @@ impl EventClock {
 /// A message event about to be encoded straight from the message, once per plugin that wants
 /// it, into that plugin's pipeline (see [`encode`](Self::encode)): no protobuf value is built.
 #[derive(Debug, Clone, Copy)]
-pub struct MessageEvent<'a> {
+pub(crate) struct MessageEvent<'a> {
     /// Field number of the `Event.body` variant.
     body_field: u32,
     time: SystemTime,
@@ -188,7 +188,7 @@ pub struct MessageEvent<'a> {
 
 impl<'a> MessageEvent<'a> {
     /// The event of `kind` about `message` at `time`; `None` when `kind` is not a message kind.
-    pub fn new(
+    pub(crate) fn new(
         kind: pb::EventKind,
         time: SystemTime,
         origin: Origin<'a>,
@@ -205,7 +205,7 @@ impl<'a> MessageEvent<'a> {
     /// Appends the encoded `Event` (without `sequence`, which the pipeline adds) to `out`: the
     /// same bytes as prost's encoding of `event(message_body(kind, message_event(..)))`, with
     /// the payload or without it.
-    pub fn encode(&self, payload: bool, out: &mut BytesMut) {
+    pub(crate) fn encode(&self, payload: bool, out: &mut BytesMut) {
         let msg = self.message;
         let origin = self.origin;
         // Before 1970 (a clock set wrong): written as the epoch.

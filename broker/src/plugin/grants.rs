@@ -9,7 +9,7 @@ use crate::topic;
 
 /// The merged grants of one connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Grants {
+pub(crate) struct Grants {
     publish: Vec<String>,
     subscribe: Vec<String>,
     receive: Vec<String>,
@@ -18,7 +18,7 @@ pub struct Grants {
 
 impl Grants {
     /// Adds a plugin's grants: patterns are united, `exclusive` if any plugin says so.
-    pub fn merge(&mut self, grants: &pb::SessionGrants) {
+    pub(crate) fn merge(&mut self, grants: &pb::SessionGrants) {
         self.publish.extend(grants.publish.iter().cloned());
         self.subscribe.extend(grants.subscribe.iter().cloned());
         self.receive.extend(grants.receive.iter().cloned());
@@ -26,14 +26,14 @@ impl Grants {
     }
 
     /// Whether no action has any pattern (nothing to enforce).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.publish.is_empty() && self.subscribe.is_empty() && self.receive.is_empty()
     }
 
     /// The local decision for `action` on `topic` (a topic name, or the filter for SUBSCRIBE):
     /// `Some(true)` when a pattern covers it, `Some(false)` when none does and the grants are
     /// exclusive, `None` (ask the plugins) otherwise or when the action has no patterns.
-    pub fn decide(&self, action: Action, topic: &str) -> Option<bool> {
+    pub(crate) fn decide(&self, action: Action, topic: &str) -> Option<bool> {
         let patterns = match action {
             Action::Publish => &self.publish,
             Action::Subscribe => &self.subscribe,

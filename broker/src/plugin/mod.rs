@@ -14,20 +14,20 @@
 
 mod anonymous;
 mod auth_query;
-pub mod breaker;
-pub mod cache;
-pub mod client;
+pub(crate) mod breaker;
+pub(crate) mod cache;
+pub(crate) mod client;
 mod control;
-pub mod decision;
-pub mod emit;
-pub mod events;
+pub(crate) mod decision;
+pub(crate) mod emit;
+pub(crate) mod events;
 mod fields;
-pub mod grants;
+pub(crate) mod grants;
 mod notify;
 mod packets;
-pub mod sanitize;
+pub(crate) mod sanitize;
 mod tls;
-pub mod watch;
+pub(crate) mod watch;
 mod wire;
 
 use std::sync::Arc;
@@ -46,8 +46,8 @@ use crate::config::{Config, Overflow as OverflowConfig};
 use crate::message::{Message, Origin};
 pub(crate) use auth_query::{AuthQuery, ConnectFacts};
 use cache::{AuthCache, TopicCache};
-pub use client::{Answer, FailureClass, Plugin, PluginStats, Roles};
-pub use control::{Control, ControlRequest};
+pub(crate) use client::{Answer, Plugin, Roles};
+pub(crate) use control::{Control, ControlRequest};
 use decision::{Action, PluginVote, combine_auth, combine_topic};
 use events::{EventPipeline, Overflow, PipelineHooks, PipelineSettings};
 use grants::Grants;
@@ -94,26 +94,26 @@ pub enum PluginError {
 
 /// What a topic check is about.
 #[derive(Debug, Clone)]
-pub struct TopicQuery<'a> {
+pub(crate) struct TopicQuery<'a> {
     /// Client id of the client acting (the subscriber for RECEIVE).
-    pub client_id: &'a ByteString,
+    pub(crate) client_id: &'a ByteString,
     /// Its user name.
-    pub username: Option<&'a ByteString>,
+    pub(crate) username: Option<&'a ByteString>,
     /// Topic name (PUBLISH, RECEIVE) or topic filter (SUBSCRIBE).
-    pub topic: &'a ByteString,
+    pub(crate) topic: &'a ByteString,
     /// The action.
-    pub action: Action,
+    pub(crate) action: Action,
     /// QoS of the publication or the requested QoS of the subscription.
-    pub qos: u8,
+    pub(crate) qos: u8,
     /// Retain flag of the publication.
-    pub retain: bool,
+    pub(crate) retain: bool,
     /// Listener the client is connected to.
-    pub listener: &'a str,
+    pub(crate) listener: &'a str,
 }
 
 /// All configured plugins and the chains that use them.
 #[derive(Debug)]
-pub struct PluginManager {
+pub(crate) struct PluginManager {
     plugins: Vec<Arc<Plugin>>,
     auth_chain: Vec<Arc<Plugin>>,
     topic_chain: Vec<Arc<Plugin>>,
@@ -127,7 +127,7 @@ pub struct PluginManager {
 impl PluginManager {
     /// Builds every plugin's lazy channel and pipeline from `config`. Returns the manager and
     /// the receiving end of the control queue, which the broker drains.
-    pub fn new(
+    pub(crate) fn new(
         config: &Config,
     ) -> Result<(PluginManager, mpsc::Receiver<ControlRequest>), PluginError> {
         let mut plugins = Vec::with_capacity(config.plugins.len());
@@ -184,18 +184,18 @@ impl PluginManager {
     }
 
     /// Every plugin, in config order.
-    pub fn plugins(&self) -> &[Arc<Plugin>] {
+    pub(crate) fn plugins(&self) -> &[Arc<Plugin>] {
         &self.plugins
     }
 
     /// The live event watchers: every event emitted for plugins also goes to them.
-    pub fn watch(&self) -> &watch::EventWatch {
+    pub(crate) fn watch(&self) -> &watch::EventWatch {
         &self.watch
     }
 
     /// Starts one supervisor per plugin: `Describe` (with backoff, again after every lost
     /// connection) and, once the plugin wants events, its event stream.
-    pub fn start(&self, tracker: &TaskTracker, shutdown: &CancellationToken) {
+    pub(crate) fn start(&self, tracker: &TaskTracker, shutdown: &CancellationToken) {
         for plugin in &self.plugins {
             tracker.spawn(supervise(
                 plugin.clone(),
@@ -208,7 +208,7 @@ impl PluginManager {
 
     /// Waits until every `mandatory` plugin answered `Describe`, each within its
     /// `startup-timeout`.
-    pub async fn wait_mandatory(&self) -> Result<(), PluginError> {
+    pub(crate) async fn wait_mandatory(&self) -> Result<(), PluginError> {
         for plugin in self.plugins.iter().filter(|p| p.config().mandatory) {
             let timeout = plugin.config().startup_timeout;
             info!(alias = %plugin.alias(), ?timeout, "waiting for mandatory plugin");
@@ -303,19 +303,23 @@ impl PluginManager {
 
     /// Whether topic checks are on (`topic-check.enable`; with no plugins only session grants
     /// can deny). When off, every check allows and callers may skip building queries.
-    pub fn topic_check_enabled(&self) -> bool {
+    pub(crate) fn topic_check_enabled(&self) -> bool {
         self.topic_check
     }
 
     /// The chain's answer for `query` if `cache` alone decides it (checks off, a cached DENY,
     /// or every plugin's verdict cached); `None` when a plugin must be asked.
-    pub fn cached_topic_verdict(&self, cache: &TopicCache, query: &TopicQuery<'_>) -> Option<bool> {
+    pub(crate) fn cached_topic_verdict(
+        &self,
+        cache: &TopicCache,
+        query: &TopicQuery<'_>,
+    ) -> Option<bool> {
         self.cached_verdict(cache, query.action, query.topic)
     }
 
     /// [`cached_topic_verdict`](Self::cached_topic_verdict) by action and topic alone: what the
     /// cache and grants are keyed by, so no query needs building on the hot path.
-    pub fn cached_verdict(
+    pub(crate) fn cached_verdict(
         &self,
         cache: &TopicCache,
         action: Action,
@@ -349,7 +353,7 @@ impl PluginManager {
 
     /// Runs the topic-check chain for `query`, using and filling `cache` (the acting session's).
     /// A cached DENY decides at once without asking the other plugins.
-    pub async fn check_topic(&self, cache: &TopicCache, query: &TopicQuery<'_>) -> bool {
+    pub(crate) async fn check_topic(&self, cache: &TopicCache, query: &TopicQuery<'_>) -> bool {
         if !self.topic_check {
             return true;
         }
@@ -408,7 +412,12 @@ impl PluginManager {
     }
 
     /// Forgets cached authentication decisions for a client id and/or user name.
-    pub fn invalidate_auth(&self, alias: &str, client_id: Option<&str>, username: Option<&str>) {
+    pub(crate) fn invalidate_auth(
+        &self,
+        alias: &str,
+        client_id: Option<&str>,
+        username: Option<&str>,
+    ) {
         if let Some(plugin) = self.plugin(alias) {
             self.auth_cache
                 .invalidate(plugin.index(), client_id, username);
@@ -416,19 +425,19 @@ impl PluginManager {
     }
 
     /// The plugin registered under `alias`.
-    pub fn plugin(&self, alias: &str) -> Option<&Arc<Plugin>> {
+    pub(crate) fn plugin(&self, alias: &str) -> Option<&Arc<Plugin>> {
         self.plugins.iter().find(|p| &**p.alias() == alias)
     }
 
     /// Whether any plugin wants events of `kind`, or anyone watches events (one atomic load per
     /// plugin, and one for the watchers).
-    pub fn wants(&self, kind: pb::EventKind) -> bool {
+    pub(crate) fn wants(&self, kind: pb::EventKind) -> bool {
         self.watch.is_watched() || self.plugins.iter().any(|p| p.pipeline().wants(kind))
     }
 
     /// Queues the event built by `body` for every plugin that wants `kind`, and hands it to the
     /// watchers if any. `body` runs only if someone wants it. Never waits.
-    pub fn emit(&self, kind: pb::EventKind, body: impl FnOnce() -> pb::event::Body) {
+    pub(crate) fn emit(&self, kind: pb::EventKind, body: impl FnOnce() -> pb::event::Body) {
         let mut body = Some(body);
         let mut built: Option<pb::event::Body> = None;
         for plugin in self.plugins.iter().filter(|p| p.pipeline().wants(kind)) {
@@ -451,7 +460,7 @@ impl PluginManager {
     /// waits.
     /// Queues a packet event for every plugin that wants `kind`, with the raw bytes for those
     /// that asked for them in `Describe` (`packet_bytes`). Never waits.
-    pub fn emit_packet(&self, kind: pb::EventKind, make: impl Fn(bool) -> pb::event::Body) {
+    pub(crate) fn emit_packet(&self, kind: pb::EventKind, make: impl Fn(bool) -> pb::event::Body) {
         for plugin in &self.plugins {
             if plugin.pipeline().wants(kind) {
                 plugin
@@ -465,7 +474,7 @@ impl PluginManager {
     }
 
     /// Whether any plugin that wants packet events asked for their raw bytes.
-    pub fn wants_packet_bytes(&self) -> bool {
+    pub(crate) fn wants_packet_bytes(&self) -> bool {
         self.plugins.iter().any(|p| p.wants_packet_bytes())
     }
 
@@ -476,13 +485,13 @@ impl PluginManager {
     ///
     /// The hot path of every PUBLISH: the event is encoded straight from the message into each
     /// wanting plugin's pipeline, without building a protobuf value or allocating.
-    pub fn emit_message(&self, kind: pb::EventKind, origin: Origin<'_>, message: &Message) {
+    pub(crate) fn emit_message(&self, kind: pb::EventKind, origin: Origin<'_>, message: &Message) {
         self.emit_message_at(kind, origin, message, &mut emit::EventClock::default());
     }
 
     /// [`emit_message`](Self::emit_message) with the event's time from `clock` (shared by the
     /// events of one socket read), read only if a plugin wants the event.
-    pub fn emit_message_at(
+    pub(crate) fn emit_message_at(
         &self,
         kind: pb::EventKind,
         origin: Origin<'_>,
@@ -521,7 +530,7 @@ impl PluginManager {
     /// Sends a lifecycle event to every plugin that wants it and waits, until `deadline`, for the
     /// acks of those that are connected (aMQTT awaits start and shutdown events). A plugin that
     /// is down gets the event queued for when it returns, without holding up the broker.
-    pub async fn emit_and_wait(
+    pub(crate) async fn emit_and_wait(
         &self,
         kind: pb::EventKind,
         body: pb::event::Body,
@@ -547,7 +556,7 @@ impl PluginManager {
     }
 
     /// Waits until every pipeline sent and got acks for all it holds, or `deadline` passes.
-    pub async fn drain(&self, deadline: tokio::time::Instant) {
+    pub(crate) async fn drain(&self, deadline: tokio::time::Instant) {
         let drains = self.plugins.iter().map(|p| async move {
             if !p.pipeline().drain(deadline).await {
                 warn!(alias = %p.alias(), "event queue not drained before the deadline");
@@ -661,7 +670,7 @@ impl PipelineHooks for Hooks {
 
 /// What the authentication chain decided about a CONNECT (or an enhanced-auth step).
 #[derive(Debug)]
-pub enum AuthOutcome {
+pub(crate) enum AuthOutcome {
     /// Accept the client, with the session grants of the allowing plugins and the
     /// Authentication Data to put in CONNACK (enhanced authentication).
     Allowed {
@@ -684,7 +693,7 @@ pub enum AuthOutcome {
 
 /// An enhanced authentication exchange in progress.
 #[derive(Debug)]
-pub struct PendingAuth {
+pub(crate) struct PendingAuth {
     /// Index in the auth chain of the plugin leading the exchange.
     leader: usize,
     /// The anonymous voter's vote.
@@ -692,7 +701,7 @@ pub struct PendingAuth {
     /// Every plugin's first answer (the leader's is replaced by its final one).
     others: Vec<Answer>,
     /// Authentication Data for the client's next AUTH packet.
-    pub auth_data: Vec<u8>,
+    pub(crate) auth_data: Vec<u8>,
 }
 
 /// Combines the anonymous vote and the plugins' answers into the outcome.

@@ -15,11 +15,11 @@ use std::borrow::Cow;
 use midge_proto::plugin::v1 as pb;
 
 /// The longest MQTT UTF-8 string or binary field: a two-byte length prefix (§1.5.4, §1.5.6).
-pub const MAX_FIELD: usize = 65_535;
+pub(crate) const MAX_FIELD: usize = 65_535;
 
 /// `text` as a valid MQTT UTF-8 string for a client (see the module docs). Borrows when
 /// nothing needs changing.
-pub fn client_text(text: &str) -> Cow<'_, str> {
+pub(crate) fn client_text(text: &str) -> Cow<'_, str> {
     let clean = truncate(text, MAX_FIELD);
     if !clean.chars().any(forbidden) {
         return Cow::Borrowed(clean);
@@ -39,7 +39,7 @@ pub fn client_text(text: &str) -> Cow<'_, str> {
 }
 
 /// [`client_text`] in place, allocating only when something changes.
-pub fn clean(text: &mut String) {
+pub(crate) fn clean(text: &mut String) {
     match client_text(text) {
         Cow::Owned(clean) => *text = clean,
         Cow::Borrowed(clean) => {
@@ -50,7 +50,7 @@ pub fn clean(text: &mut String) {
 }
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
-pub fn truncate(text: &str, max: usize) -> &str {
+pub(crate) fn truncate(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }
@@ -72,7 +72,7 @@ fn forbidden(c: char) -> bool {
 /// Cleans the strings of a control message that can reach clients: a disconnect's reason (the
 /// DISCONNECT reason string) and a publish's properties. Topics are checked, not changed, by
 /// the control's handler.
-pub fn control(control: &mut pb::Control) {
+pub(crate) fn control(control: &mut pb::Control) {
     match &mut control.action {
         Some(pb::control::Action::Disconnect(disconnect)) => clean(&mut disconnect.reason),
         Some(pb::control::Action::Publish(publish)) => {

@@ -13,11 +13,11 @@ use midge_proto::plugin::v1 as pb;
 use tokio::sync::broadcast;
 
 /// Events buffered for the slowest watcher before it starts losing the oldest ones.
-pub const WATCH_BUFFER: usize = 1024;
+pub(crate) const WATCH_BUFFER: usize = 1024;
 
 /// The fan-out to live watchers.
 #[derive(Debug)]
-pub struct EventWatch {
+pub(crate) struct EventWatch {
     watchers: Arc<AtomicUsize>,
     sender: broadcast::Sender<Arc<pb::Event>>,
 }
@@ -33,18 +33,18 @@ impl Default for EventWatch {
 
 impl EventWatch {
     /// Whether anyone watches (one relaxed load): emitters build events for watchers only then.
-    pub fn is_watched(&self) -> bool {
+    pub(crate) fn is_watched(&self) -> bool {
         self.watchers.load(Ordering::Relaxed) > 0
     }
 
     /// Hands `event` to every watcher. Never waits.
-    pub fn send(&self, event: pb::Event) {
+    pub(crate) fn send(&self, event: pb::Event) {
         // An error only means the last watcher left meanwhile.
         let _ = self.sender.send(Arc::new(event));
     }
 
     /// A new watcher, which gets the events sent from now on.
-    pub fn watch(&self) -> Watcher {
+    pub(crate) fn watch(&self) -> Watcher {
         self.watchers.fetch_add(1, Ordering::Relaxed);
         Watcher {
             receiver: self.sender.subscribe(),
@@ -53,14 +53,14 @@ impl EventWatch {
     }
 
     /// Watchers now.
-    pub fn watchers(&self) -> usize {
+    pub(crate) fn watchers(&self) -> usize {
         self.watchers.load(Ordering::Relaxed)
     }
 }
 
 /// One watcher; counted until dropped.
 #[derive(Debug)]
-pub struct Watcher {
+pub(crate) struct Watcher {
     receiver: broadcast::Receiver<Arc<pb::Event>>,
     watchers: Arc<AtomicUsize>,
 }
@@ -72,7 +72,7 @@ impl Watcher {
     /// # Cancel safety
     ///
     /// Cancel safe.
-    pub async fn recv(&mut self) -> Result<Arc<pb::Event>, broadcast::error::RecvError> {
+    pub(crate) async fn recv(&mut self) -> Result<Arc<pb::Event>, broadcast::error::RecvError> {
         self.receiver.recv().await
     }
 }

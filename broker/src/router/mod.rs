@@ -32,32 +32,31 @@ use crate::codec::QoS;
 use crate::message::{Message, SharedOrigin, SubscriptionIds};
 use crate::retained::RetainedStore;
 use crate::session::{Session, Subscription};
-use crate::stats::Stats;
 use subscriptions::{Hit, SharedGroup, Subscriber, SubscriptionTree};
 
 /// One session's copy of a message: the merge of every non-shared subscription of that session
 /// that matched ([MQTT-3.3.4-2]: one copy, at the highest QoS, carrying every identifier), or
 /// a candidate member of a shared subscription group.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub(crate) struct Target {
     /// The receiving session.
-    pub session: Arc<Session>,
+    pub(crate) session: Arc<Session>,
     /// The highest QoS granted among the matching subscriptions.
-    pub qos: QoS,
+    pub(crate) qos: QoS,
     /// Whether a matching subscription has Retain As Published.
-    pub retain_as_published: bool,
+    pub(crate) retain_as_published: bool,
     /// The identifiers of the matching subscriptions that have one.
-    pub subscription_ids: SubscriptionIds,
+    pub(crate) subscription_ids: SubscriptionIds,
     /// For a shared subscription, its group key (`$share/{group}/{filter}`). The candidates of
     /// one group are adjacent in [`Router::subscribers`] (same `Arc`), most preferred first,
     /// and only one of them is to receive the message.
-    pub shared: SharedOrigin,
+    pub(crate) shared: SharedOrigin,
 }
 
 impl Target {
     /// The copy of `message` this target receives (live delivery: RETAIN cleared unless a
     /// subscription asked for Retain As Published, [MQTT-3.3.1-12]/[MQTT-3.3.1-13]).
-    pub fn copy_of(&self, message: &Message) -> Message {
+    pub(crate) fn copy_of(&self, message: &Message) -> Message {
         let mut copy = message.for_subscriber(self.qos, message.retain && self.retain_as_published);
         copy.subscription_ids = self.subscription_ids.clone();
         copy.shared_origin = self.shared.clone();
@@ -65,7 +64,7 @@ impl Target {
     }
 
     /// Whether `self` and `other` are candidates of the same shared group.
-    pub fn same_group(&self, other: &Target) -> bool {
+    pub(crate) fn same_group(&self, other: &Target) -> bool {
         match (&self.shared, &other.shared) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             _ => false,
@@ -85,26 +84,24 @@ impl Target {
 
 /// Routes messages to sessions. Shared by every connection.
 #[derive(Debug)]
-pub struct Router {
+pub(crate) struct Router {
     tree: RwLock<SubscriptionTree>,
     retained: Arc<dyn RetainedStore>,
-    stats: Arc<Stats>,
 }
 
 impl Router {
     /// A router with no subscriptions over the given retained store.
-    pub fn new(retained: Arc<dyn RetainedStore>, stats: Arc<Stats>) -> Self {
+    pub(crate) fn new(retained: Arc<dyn RetainedStore>) -> Self {
         Router {
             tree: RwLock::new(SubscriptionTree::default()),
             retained,
-            stats,
         }
     }
 
     /// Stores or clears the retained message of `message`'s topic, if its retain flag is set.
     /// Returns `Some(true)` when stored, `Some(false)` when cleared (empty payload), `None` when
     /// the message is not retained.
-    pub fn retain(&self, message: &Message, publisher: &str) -> Option<bool> {
+    pub(crate) fn retain(&self, message: &Message, publisher: &str) -> Option<bool> {
         if !message.retain {
             return None;
         }
@@ -130,7 +127,7 @@ impl Router {
     /// ([MQTT-3.3.1-9]), skipping No Local subscriptions of the publisher `publisher`, and one
     /// copy for one member of each matching shared subscription group. Returns the number of
     /// copies queued. This is the path without per-subscriber checks.
-    pub fn fan_out(&self, message: &Message, publisher: &str) -> usize {
+    pub(crate) fn fan_out(&self, message: &Message, publisher: &str) -> usize {
         let tree = self.tree.read();
         let mut delivered = 0;
         for_each_target(
@@ -163,7 +160,7 @@ impl Router {
     /// the first candidate of the group it lets receive the message. No Local subscriptions of
     /// `publisher` are left out. Returns the number of copies queued here. So the usual cached
     /// case collects nothing per message.
-    pub fn fan_out_cached(
+    pub(crate) fn fan_out_cached(
         &self,
         message: &Message,
         publisher: &str,
@@ -211,7 +208,12 @@ impl Router {
 
     /// The online members of shared group `key` (`$share/{group}/{filter}`) other than
     /// `exclude`, most preferred first (round robin), for redelivery.
-    pub fn shared_candidates(&self, key: &Arc<ByteString>, exclude: u64, out: &mut Vec<Target>) {
+    pub(crate) fn shared_candidates(
+        &self,
+        key: &Arc<ByteString>,
+        exclude: u64,
+        out: &mut Vec<Target>,
+    ) {
         let tree = self.tree.read();
         let Some(group) = tree.group(key) else {
             return;
@@ -222,7 +224,7 @@ impl Router {
     }
 
     /// Whether shared group `key` has an online member other than `exclude`.
-    pub fn shared_has_other_online(&self, key: &str, exclude: u64) -> bool {
+    pub(crate) fn shared_has_other_online(&self, key: &str, exclude: u64) -> bool {
         let tree = self.tree.read();
         tree.group(key).is_some_and(|g| {
             g.members
@@ -232,7 +234,7 @@ impl Router {
     }
 
     /// Adds (or replaces) `session`'s subscription to `filter`. Returns true if it is new.
-    pub fn subscribe(
+    pub(crate) fn subscribe(
         &self,
         session: &Arc<Session>,
         filter: &ByteString,
@@ -244,14 +246,14 @@ impl Router {
     }
 
     /// Removes `session`'s subscription to `filter`. Returns whether it existed.
-    pub fn unsubscribe(&self, session: &Session, filter: &str) -> bool {
+    pub(crate) fn unsubscribe(&self, session: &Session, filter: &str) -> bool {
         let mut tree = self.tree.write();
         session.with_state(|st| st.subscriptions.remove(filter));
         tree.remove(filter, session.id())
     }
 
     /// Removes every subscription of `session` (clean session end, expiry, discard).
-    pub fn remove_session(&self, session: &Session) {
+    pub(crate) fn remove_session(&self, session: &Session) {
         let filters: Vec<ByteString> =
             session.with_state(|st| st.subscriptions.drain().map(|(f, _)| f).collect());
         if filters.is_empty() {
@@ -264,23 +266,18 @@ impl Router {
     }
 
     /// Appends the retained messages matching `filter` to `out`.
-    pub fn retained_matching(&self, filter: &str, out: &mut Vec<Message>) {
+    pub(crate) fn retained_matching(&self, filter: &str, out: &mut Vec<Message>) {
         self.retained.matching(filter, out);
     }
 
     /// The retained store.
-    pub fn retained(&self) -> &Arc<dyn RetainedStore> {
+    pub(crate) fn retained(&self) -> &Arc<dyn RetainedStore> {
         &self.retained
     }
 
     /// Number of subscriptions across all sessions.
-    pub fn subscription_count(&self) -> usize {
+    pub(crate) fn subscription_count(&self) -> usize {
         self.tree.read().len()
-    }
-
-    /// Broker-wide counters.
-    pub fn stats(&self) -> &Arc<Stats> {
-        &self.stats
     }
 }
 
@@ -356,6 +353,7 @@ mod tests {
     use crate::config::QueueFullPolicy;
     use crate::retained::MemoryRetainedStore;
     use crate::session::{Owner, SessionLimits, SessionRegistry, SessionTerms};
+    use crate::stats::Stats;
 
     struct Fixture {
         router: Router,
@@ -372,7 +370,7 @@ mod tests {
                 queue_full_policy: QueueFullPolicy::DropNewest,
             };
             Fixture {
-                router: Router::new(Arc::new(MemoryRetainedStore::default()), stats.clone()),
+                router: Router::new(Arc::new(MemoryRetainedStore::default())),
                 sessions: SessionRegistry::new(limits, stats),
                 next_connection: 1,
             }

@@ -35,18 +35,18 @@ use crate::plugin::cache::TopicCache;
 use crate::stats::{DropReason, Stats};
 
 pub(crate) use outgoing::{Awaiting, OutgoingWindow};
-pub use registry::{Attached, SessionRegistry, SessionTerms};
-pub use subscription::Subscription;
+pub(crate) use registry::{SessionRegistry, SessionTerms};
+pub(crate) use subscription::Subscription;
 
 /// Per-session limits, copied from the `limits` section of the config.
 #[derive(Debug, Clone, Copy)]
-pub struct SessionLimits {
+pub(crate) struct SessionLimits {
     /// Unacknowledged outgoing QoS 1/2 messages per client (`max-inflight`).
-    pub max_inflight: u16,
+    pub(crate) max_inflight: u16,
     /// Messages waiting to be sent, online or offline (`max-queued-messages`).
-    pub max_queued: usize,
+    pub(crate) max_queued: usize,
     /// What to drop when the queue is full (`queue-full-policy`).
-    pub queue_full_policy: QueueFullPolicy,
+    pub(crate) queue_full_policy: QueueFullPolicy,
 }
 
 /// The connection currently attached to a session, with the two signals between it and the
@@ -59,9 +59,9 @@ pub struct SessionLimits {
 /// RSS per idle connection). A broker shutdown kicks the owners through the registry instead
 /// ([`SessionRegistry::kick_all`]).
 #[derive(Debug, Clone)]
-pub struct Owner {
+pub(crate) struct Owner {
     /// Unique id of the connection.
-    pub connection_id: u64,
+    pub(crate) connection_id: u64,
     signals: Arc<OwnerSignals>,
 }
 
@@ -76,14 +76,14 @@ struct OwnerSignals {
 
 /// One flag of [`OwnerSignals::flags`], as a type: the futures waiting for a flag carry it in
 /// their type rather than in a field (they are part of every connection task's state).
-pub trait OwnerFlag {
+pub(crate) trait OwnerFlag {
     /// The flag's bit.
     const BIT: u8;
 }
 
 /// The connection must end: [`Owner::kick`].
 #[derive(Debug)]
-pub enum Kicked {}
+pub(crate) enum Kicked {}
 
 impl OwnerFlag for Kicked {
     const BIT: u8 = 1;
@@ -91,7 +91,7 @@ impl OwnerFlag for Kicked {
 
 /// The connection no longer touches the session: [`Owner::release`].
 #[derive(Debug)]
-pub enum Released {}
+pub(crate) enum Released {}
 
 impl OwnerFlag for Released {
     const BIT: u8 = 2;
@@ -99,7 +99,7 @@ impl OwnerFlag for Released {
 
 impl Owner {
     /// A new owner for connection `connection_id`, neither kicked nor released.
-    pub fn new(connection_id: u64) -> Self {
+    pub(crate) fn new(connection_id: u64) -> Self {
         Owner {
             connection_id,
             signals: Arc::default(),
@@ -113,7 +113,7 @@ impl Owner {
     }
 
     /// Whether [`kick`](Self::kick) was called.
-    pub fn is_kicked(&self) -> bool {
+    pub(crate) fn is_kicked(&self) -> bool {
         self.signals.flags.load(Ordering::SeqCst) & Kicked::BIT != 0
     }
 
@@ -121,7 +121,7 @@ impl Owner {
     ///
     /// # Cancel safety
     /// Cancel safe: it only waits.
-    pub fn kicked(&self) -> Signalled<'_, Kicked> {
+    pub(crate) fn kicked(&self) -> Signalled<'_, Kicked> {
         Signalled::new(&self.signals)
     }
 
@@ -141,7 +141,7 @@ impl Owner {
     }
 
     /// Called by the connection once it has stopped touching the session.
-    pub fn release(&self) {
+    pub(crate) fn release(&self) {
         self.set(Released::BIT);
     }
 
@@ -149,7 +149,7 @@ impl Owner {
     ///
     /// # Cancel safety
     /// Cancel safe: it only waits.
-    pub fn released(&self) -> Signalled<'_, Released> {
+    pub(crate) fn released(&self) -> Signalled<'_, Released> {
         Signalled::new(&self.signals)
     }
 
@@ -164,7 +164,7 @@ pin_project_lite::pin_project! {
     /// The future of [`Owner::kicked`] and [`Owner::released`]: resolves once flag `F` is set.
     /// No larger than the `Notified` it holds and a reference.
     #[derive(Debug)]
-    pub struct Signalled<'a, F> {
+    pub(crate) struct Signalled<'a, F> {
         signals: &'a OwnerSignals,
         #[pin]
         notified: Notified<'a>,
@@ -202,27 +202,27 @@ impl<F: OwnerFlag> Future for Signalled<'_, F> {
 
 /// Facts about the connection that attached to a session last, for the admin API.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionInfo {
+pub(crate) struct ConnectionInfo {
     /// The client's address.
-    pub remote_addr: SocketAddr,
+    pub(crate) remote_addr: SocketAddr,
     /// The protocol version of its CONNECT.
-    pub protocol: ProtocolVersion,
+    pub(crate) protocol: ProtocolVersion,
     /// Keep alive in seconds, from its CONNECT.
-    pub keep_alive: u16,
+    pub(crate) keep_alive: u16,
     /// When the connection was accepted (CONNACK sent).
-    pub since: SystemTime,
+    pub(crate) since: SystemTime,
 }
 
 /// The handle of a will waiting for its MQTT 5 Will Delay Interval.
 #[derive(Debug, Clone, Default)]
-pub struct PendingWill {
+pub(crate) struct PendingWill {
     cancel: CancellationToken,
     fire: CancellationToken,
 }
 
 impl PendingWill {
     /// A handle whose `cancel` also follows `parent` (the broker's shutdown).
-    pub fn child_of(parent: &CancellationToken) -> Self {
+    pub(crate) fn child_of(parent: &CancellationToken) -> Self {
         PendingWill {
             cancel: parent.child_token(),
             fire: CancellationToken::new(),
@@ -230,12 +230,12 @@ impl PendingWill {
     }
 
     /// Do not send the will: a connection resumed the session ([MQTT-3.1.3-9]).
-    pub fn cancel(&self) {
+    pub(crate) fn cancel(&self) {
         self.cancel.cancel();
     }
 
     /// Send the will now: the session ended before the delay (§3.1.3.2.2).
-    pub fn fire(&self) {
+    pub(crate) fn fire(&self) {
         self.fire.cancel();
     }
 
@@ -243,7 +243,7 @@ impl PendingWill {
     ///
     /// # Cancel safety
     /// Cancel safe: it only waits.
-    pub async fn decided(&self) -> bool {
+    pub(crate) async fn decided(&self) -> bool {
         tokio::select! {
             biased;
             () = self.cancel.cancelled() => false,
@@ -254,25 +254,25 @@ impl PendingWill {
 
 /// A copy of a session's state, for the admin API ([`Session::info`]).
 #[derive(Debug, Clone)]
-pub struct SessionInfo {
+pub(crate) struct SessionInfo {
     /// The client identifier.
-    pub client_id: ByteString,
+    pub(crate) client_id: ByteString,
     /// User name of the current (or last) connection.
-    pub username: Option<ByteString>,
+    pub(crate) username: Option<ByteString>,
     /// Whether a connection is attached now.
-    pub connected: bool,
+    pub(crate) connected: bool,
     /// Listener of the current (or last) connection.
-    pub listener: Arc<str>,
+    pub(crate) listener: Arc<str>,
     /// The current (or last) connection.
-    pub connection: Option<ConnectionInfo>,
+    pub(crate) connection: Option<ConnectionInfo>,
     /// Clean session flag of the connection that created or last resumed the session.
-    pub clean: bool,
+    pub(crate) clean: bool,
     /// Subscriptions: filter and granted QoS, in no particular order.
-    pub subscriptions: Vec<(ByteString, QoS)>,
+    pub(crate) subscriptions: Vec<(ByteString, QoS)>,
     /// Outgoing QoS 1/2 messages sent and not acknowledged yet.
-    pub inflight: usize,
+    pub(crate) inflight: usize,
     /// Messages queued and not sent yet.
-    pub queued: usize,
+    pub(crate) queued: usize,
 }
 
 /// A set of packet identifiers, allocated only once one is added: most sessions never see
@@ -308,7 +308,7 @@ impl PacketIds {
 /// One client id's session. Shared as `Arc<Session>` by the registry, the subscription tree and
 /// the owning connection.
 #[derive(Debug)]
-pub struct Session {
+pub(crate) struct Session {
     id: u64,
     client_id: ByteString,
     /// `max-queued-messages`, capped at `u32::MAX` (8 bytes with the policy instead of the 16
@@ -394,17 +394,17 @@ impl Session {
     }
 
     /// Unique id of this session object (a new session for the same client id gets a new id).
-    pub fn id(&self) -> u64 {
+    pub(crate) fn id(&self) -> u64 {
         self.id
     }
 
     /// Cached topic-check verdicts for this client (dropped on disconnect and invalidation).
-    pub fn decisions(&self) -> &TopicCache {
+    pub(crate) fn decisions(&self) -> &TopicCache {
         &self.decisions
     }
 
     /// The client identifier.
-    pub fn client_id(&self) -> &ByteString {
+    pub(crate) fn client_id(&self) -> &ByteString {
         &self.client_id
     }
 
@@ -419,7 +419,7 @@ impl Session {
     /// Full-queue decision: `drop-newest` refuses the new message, `drop-oldest` evicts the oldest
     /// queued one; either way the drop is counted in [`Stats`]. QoS 0 messages for an offline client
     /// are dropped and counted.
-    pub fn deliver(&self, message: Message) -> Result<(), DropReason> {
+    pub(crate) fn deliver(&self, message: Message) -> Result<(), DropReason> {
         let online = {
             let mut state = self.state.lock();
             let online = state.owner.is_some() && !state.closing;
@@ -452,7 +452,7 @@ impl Session {
 
     /// Marks the session offline for deliveries while connection `connection_id`, still its
     /// owner, closes (no-op if another connection owns it now).
-    pub fn mark_closing(&self, connection_id: u64) {
+    pub(crate) fn mark_closing(&self, connection_id: u64) {
         self.with_state(|st| {
             if st.owner.as_ref().map(|o| o.connection_id) == Some(connection_id) {
                 st.closing = true;
@@ -464,7 +464,7 @@ impl Session {
     ///
     /// # Cancel safety
     /// Cancel safe: a wake-up that arrives while nobody waits is kept for the next call.
-    pub fn woken(&self) -> tokio::sync::futures::Notified<'_> {
+    pub(crate) fn woken(&self) -> tokio::sync::futures::Notified<'_> {
         self.wake.notified()
     }
 
@@ -473,7 +473,12 @@ impl Session {
     /// while queued, or that the client could not accept, are dropped and counted. Returns how
     /// many were written; if work remains because of `max_bytes`, the session wakes itself
     /// again.
-    pub fn fill_outbound(&self, buf: &mut BytesMut, max_bytes: usize, out: &mut Outbound) -> usize {
+    pub(crate) fn fill_outbound(
+        &self,
+        buf: &mut BytesMut,
+        max_bytes: usize,
+        out: &mut Outbound,
+    ) -> usize {
         let mut written = 0;
         let mut state = self.state.lock();
         let state = &mut *state;
@@ -523,7 +528,7 @@ impl Session {
 
     /// Encodes every unacknowledged outgoing message into `buf` for a resumed session: PUBLISH
     /// with DUP set, or PUBREL for QoS 2 flows past PUBREC ([MQTT-4.4.0-1]).
-    pub fn fill_resend(&self, buf: &mut BytesMut, out: &mut Outbound) -> usize {
+    pub(crate) fn fill_resend(&self, buf: &mut BytesMut, out: &mut Outbound) -> usize {
         let state = self.state.lock();
         let now = Instant::now();
         for (id, awaiting) in state.outgoing.iter() {
@@ -549,12 +554,13 @@ impl Session {
     }
 
     /// Number of queued (not yet sent) messages.
-    pub fn queued_len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn queued_len(&self) -> usize {
         self.state.lock().queue.len()
     }
 
     /// A copy of the session's state (one short lock), for the admin API.
-    pub fn info(&self) -> SessionInfo {
+    pub(crate) fn info(&self) -> SessionInfo {
         let state = self.state.lock();
         SessionInfo {
             client_id: self.client_id.clone(),
@@ -575,7 +581,7 @@ impl Session {
 
     /// Disconnects the attached connection (admin API, plugin control) with `reason` as the
     /// MQTT 5 reason string of its DISCONNECT 0x98. Returns the connection kicked, if any.
-    pub fn kick(&self, reason: &str) -> Option<Owner> {
+    pub(crate) fn kick(&self, reason: &str) -> Option<Owner> {
         let mut state = self.state.lock();
         let owner = state.owner.clone()?;
         state.kick_reason = (!reason.is_empty()).then(|| Box::from(reason));
@@ -598,7 +604,7 @@ impl Session {
     }
 
     /// The connection attached to the session now, if any.
-    pub fn owner(&self) -> Option<Owner> {
+    pub(crate) fn owner(&self) -> Option<Owner> {
         self.state.lock().owner.clone()
     }
 }

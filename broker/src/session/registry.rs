@@ -20,30 +20,30 @@ use crate::stats::Stats;
 
 /// How a connection wants its session kept: its CONNECT's clean start and expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionTerms {
+pub(crate) struct SessionTerms {
     /// Discard any stored session and start a new one (3.1.1 clean session 1, MQTT 5 Clean
     /// Start).
-    pub clean_start: bool,
+    pub(crate) clean_start: bool,
     /// The session ends with this connection (3.1.1 clean session 1, MQTT 5 Session Expiry
     /// Interval 0).
-    pub ends_with_connection: bool,
+    pub(crate) ends_with_connection: bool,
     /// Otherwise, how long it outlives the connection; `None` means forever.
-    pub expiry: Option<Duration>,
+    pub(crate) expiry: Option<Duration>,
 }
 
 /// Result of attaching a new connection to a client id.
 #[derive(Debug)]
-pub struct Attached {
+pub(crate) struct Attached {
     /// The session the connection now owns.
-    pub session: Arc<Session>,
+    pub(crate) session: Arc<Session>,
     /// Whether a stored session was resumed (CONNACK session present flag).
-    pub session_present: bool,
+    pub(crate) session_present: bool,
     /// A session that was discarded because of clean session = 1; the caller removes its
     /// subscriptions from the router.
-    pub discarded: Option<Arc<Session>>,
+    pub(crate) discarded: Option<Arc<Session>>,
     /// The connection that owned the client id before (session takeover); the caller waits for
     /// its `done` token after it was kicked.
-    pub previous_owner: Option<Owner>,
+    pub(crate) previous_owner: Option<Owner>,
 }
 
 /// A stored session, found by its client id (the session holds it: a map keyed by a copy of
@@ -73,7 +73,7 @@ impl Eq for Stored {}
 
 /// All sessions by client id.
 #[derive(Debug)]
-pub struct SessionRegistry {
+pub(crate) struct SessionRegistry {
     sessions: Mutex<HashSet<Stored>>,
     next_id: AtomicU64,
     limits: SessionLimits,
@@ -82,7 +82,7 @@ pub struct SessionRegistry {
 
 impl SessionRegistry {
     /// An empty registry; new sessions get `limits`.
-    pub fn new(limits: SessionLimits, stats: Arc<Stats>) -> Self {
+    pub(crate) fn new(limits: SessionLimits, stats: Arc<Stats>) -> Self {
         SessionRegistry {
             sessions: Mutex::new(HashSet::new()),
             next_id: AtomicU64::new(1),
@@ -95,7 +95,12 @@ impl SessionRegistry {
     /// (takeover), resumes the stored session unless `terms.clean_start`, and otherwise starts
     /// a new one (discarding the stored one). A will still waiting for its delay is cancelled
     /// ([MQTT-3.1.3-9]), and the session takes the connection's expiry terms.
-    pub fn attach(&self, client_id: &ByteString, terms: SessionTerms, owner: Owner) -> Attached {
+    pub(crate) fn attach(
+        &self,
+        client_id: &ByteString,
+        terms: SessionTerms,
+        owner: Owner,
+    ) -> Attached {
         let clean = terms.clean_start;
         let mut sessions = self.sessions.lock();
         let existing = sessions.get(&**client_id).map(|s| s.0.clone());
@@ -155,7 +160,7 @@ impl SessionRegistry {
     /// was clean and has been removed from the registry (the caller drops its subscriptions),
     /// `Some(false)` when it stays stored offline, and `None` when the connection no longer owned
     /// it (taken over).
-    pub fn detach(&self, session: &Arc<Session>, connection_id: u64) -> Option<bool> {
+    pub(crate) fn detach(&self, session: &Arc<Session>, connection_id: u64) -> Option<bool> {
         let mut sessions = self.sessions.lock();
         let clean = session.with_state(|st| {
             if st.owner.as_ref().map(|o| o.connection_id) != Some(connection_id) {
@@ -190,7 +195,7 @@ impl SessionRegistry {
     /// caller can drop their subscriptions. Sessions without an expiry never expire.
     ///
     /// One short scan of every session; the broker calls it once a second.
-    pub fn expire(&self) -> Vec<Arc<Session>> {
+    pub(crate) fn expire(&self) -> Vec<Arc<Session>> {
         let now = Instant::now();
         let mut expired = Vec::new();
         self.sessions.lock().retain(|Stored(session)| {
@@ -211,7 +216,7 @@ impl SessionRegistry {
 
     /// Removes the stored session of `client_id` if no connection is attached to it, and
     /// returns it so the caller can drop its subscriptions (the admin API's discard).
-    pub fn remove_offline(&self, client_id: &str) -> Option<Arc<Session>> {
+    pub(crate) fn remove_offline(&self, client_id: &str) -> Option<Arc<Session>> {
         let mut sessions = self.sessions.lock();
         let offline = sessions
             .get(client_id)
@@ -224,37 +229,23 @@ impl SessionRegistry {
     }
 
     /// The session of `client_id`, if one is stored.
-    pub fn get(&self, client_id: &str) -> Option<Arc<Session>> {
+    pub(crate) fn get(&self, client_id: &str) -> Option<Arc<Session>> {
         self.sessions.lock().get(client_id).map(|s| s.0.clone())
     }
 
     /// Every stored session (a snapshot).
-    pub fn all(&self) -> Vec<Arc<Session>> {
+    pub(crate) fn all(&self) -> Vec<Arc<Session>> {
         self.sessions.lock().iter().map(|s| s.0.clone()).collect()
     }
 
     /// Number of stored sessions, online or offline.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.sessions.lock().len()
-    }
-
-    /// Whether no session is stored.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The owners of every online session, for a broker shutdown.
-    pub fn owners(&self) -> Vec<Owner> {
-        self.sessions
-            .lock()
-            .iter()
-            .filter_map(|s| s.0.with_state(|st| st.owner.clone()))
-            .collect()
     }
 
     /// Kicks the connection of every online session (a broker shutdown). A connection that
     /// attaches after this call must check the shutdown token itself (the handshake does).
-    pub fn kick_all(&self) {
+    pub(crate) fn kick_all(&self) {
         let online: Vec<(Arc<Session>, Owner)> = self
             .sessions
             .lock()

@@ -80,7 +80,7 @@ struct DropLog {
 
 /// What a full event queue does with one more event (the alias's `overflow` setting).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Overflow {
+pub(crate) enum Overflow {
     /// Drop the oldest queued event to make room (`drop-oldest`, the default): the plugin sees
     /// the most recent events.
     #[default]
@@ -91,22 +91,22 @@ pub enum Overflow {
 
 /// Bounds and policy of one plugin's pipeline.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PipelineSettings {
+pub(crate) struct PipelineSettings {
     /// Events waiting to be sent, at most. Default `10_000`; `0` is taken as `1`.
-    pub queue_size: usize,
+    pub(crate) queue_size: usize,
     /// What a full queue does. Default [`Overflow::DropOldest`].
-    pub overflow: Overflow,
+    pub(crate) overflow: Overflow,
     /// Most events in one `EventBatch`. Default `256`; `0` is taken as `1`.
-    pub max_batch: usize,
+    pub(crate) max_batch: usize,
     /// Events sent but not yet acked, at most (the replay window). Default: `queue_size`;
     /// `0` is taken as `1`.
-    pub max_unacked: usize,
+    pub(crate) max_unacked: usize,
 }
 
 impl PipelineSettings {
     /// Settings with the given queue bound and policy, a window as large as the queue, and
     /// the default batch size.
-    pub fn new(queue_size: usize, overflow: Overflow) -> Self {
+    pub(crate) fn new(queue_size: usize, overflow: Overflow) -> Self {
         Self {
             queue_size,
             overflow,
@@ -124,32 +124,32 @@ impl Default for PipelineSettings {
 
 /// A snapshot of a pipeline's counters (totals since it was created) and state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PipelineStats {
+pub(crate) struct PipelineStats {
     /// Events that entered the queue.
-    pub enqueued: u64,
+    pub(crate) enqueued: u64,
     /// Events lost to the overflow policy: the refused new one (`drop-newest`) or the
     /// displaced oldest one (`drop-oldest`).
-    pub dropped: u64,
+    pub(crate) dropped: u64,
     /// Events written to the stream, replays included. Events handed to a call that the
     /// plugin never answered (a failed connect) are not counted.
-    pub sent: u64,
+    pub(crate) sent: u64,
     /// Events released by the plugin's acks.
-    pub acked: u64,
+    pub(crate) acked: u64,
     /// Events sent again after a reconnect (included in `sent`).
-    pub replayed: u64,
+    pub(crate) replayed: u64,
     /// Events in the queue now.
-    pub queue_depth: usize,
+    pub(crate) queue_depth: usize,
     /// Events in the un-acked window now (sequenced, sent or about to be re-sent).
-    pub unacked: usize,
+    pub(crate) unacked: usize,
     /// Failed connection attempts and broken streams, each followed by a retry.
-    pub reconnects: u64,
+    pub(crate) reconnects: u64,
     /// Whether a stream is open now (the plugin answered the `Stream` call).
-    pub connected: bool,
+    pub(crate) connected: bool,
 }
 
 /// What the pipeline needs from the broker when a stream (re)connects and when the plugin
 /// sends controls.
-pub trait PipelineHooks: Send + Sync + 'static {
+pub(crate) trait PipelineHooks: Send + Sync + 'static {
     /// Called after each (re)connect of the channel, before events flow: the broker calls
     /// `Plugin.Describe` here and updates the interest. An error counts as a failed connect
     /// (back off, retry). The future must end on its own (a call timeout): the stream task
@@ -164,7 +164,7 @@ pub trait PipelineHooks: Send + Sync + 'static {
 /// ([`push`](Self::push)), the broker's lifecycle ([`push_and_wait`](Self::push_and_wait),
 /// [`drain`](Self::drain)) and the task running [`run`](Self::run).
 #[derive(Debug)]
-pub struct EventPipeline {
+pub(crate) struct EventPipeline {
     /// The plugin's alias, for logs.
     alias: Arc<str>,
     /// `EventBatch.stream_id`: random, fixed for this pipeline's life.
@@ -183,7 +183,7 @@ pub struct EventPipeline {
 
 impl EventPipeline {
     /// A pipeline for `alias`, empty, wanting nothing until [`set_interest`](Self::set_interest).
-    pub fn new(alias: Arc<str>, settings: PipelineSettings) -> Arc<Self> {
+    pub(crate) fn new(alias: Arc<str>, settings: PipelineSettings) -> Arc<Self> {
         Arc::new(Self {
             alias,
             stream_id: stream::new_stream_id(),
@@ -195,20 +195,16 @@ impl EventPipeline {
         })
     }
 
-    /// The plugin's alias.
-    pub fn alias(&self) -> &str {
-        &self.alias
-    }
-
     /// The `stream_id` this pipeline sends in every batch.
-    pub fn stream_id(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn stream_id(&self) -> &str {
         &self.stream_id
     }
 
     /// Sets which event kinds the plugin gets (kinds as a bitmask; `Unspecified` is ignored),
     /// the topic filters for message events (empty: every topic) and whether payloads are
     /// included. Called from Describe + config; read lock-free on the hot path.
-    pub fn set_interest(
+    pub(crate) fn set_interest(
         &self,
         kinds: impl IntoIterator<Item = pb::EventKind>,
         topic_filters: Vec<String>,
@@ -218,18 +214,18 @@ impl EventPipeline {
     }
 
     /// Whether the plugin wants events of `kind` (one atomic load).
-    pub fn wants(&self, kind: pb::EventKind) -> bool {
+    pub(crate) fn wants(&self, kind: pb::EventKind) -> bool {
         self.interest.wants(kind)
     }
 
     /// Whether the plugin wants an event of `kind` about `topic`: the kind is wanted and, for
     /// message kinds, `topic` matches one of its topic filters (or it gave none).
-    pub fn wants_message(&self, kind: pb::EventKind, topic: &str) -> bool {
+    pub(crate) fn wants_message(&self, kind: pb::EventKind, topic: &str) -> bool {
         self.interest.wants_message(kind, topic)
     }
 
     /// Whether message payloads should be included in the events for this plugin.
-    pub fn wants_payload(&self) -> bool {
+    pub(crate) fn wants_payload(&self) -> bool {
         self.interest.wants_payload()
     }
 
@@ -237,14 +233,14 @@ impl EventPipeline {
     /// the overflow policy, and every drop is counted. `time` is set to now when unset; the
     /// sequence number is assigned later, when the event is taken for the stream. Checking
     /// interest ([`wants`](Self::wants)) is the caller's job.
-    pub fn push(&self, event: pb::Event) {
+    pub(crate) fn push(&self, event: pb::Event) {
         self.enqueue(event, false);
     }
 
     /// Queues a message event (hot path), encoded straight into the pipeline with the payload
     /// or without it, as the plugin asked; otherwise as [`push`](Self::push). Checking interest
     /// ([`wants_message`](Self::wants_message)) is the caller's job.
-    pub fn push_message(&self, event: &MessageEvent<'_>) {
+    pub(crate) fn push_message(&self, event: &MessageEvent<'_>) {
         let payload = self.wants_payload();
         self.enqueue_with(false, |out| event.encode(payload, out));
     }
@@ -257,7 +253,7 @@ impl EventPipeline {
     /// # Cancel safety
     ///
     /// Cancelling stops the waiting only: the event stays queued and is delivered.
-    pub async fn push_and_wait(&self, event: pb::Event, deadline: Instant) -> bool {
+    pub(crate) async fn push_and_wait(&self, event: pb::Event, deadline: Instant) -> bool {
         match self.enqueue(event, true) {
             Some(ticket) => self.wait_settled(ticket, deadline).await,
             None => false,
@@ -271,7 +267,7 @@ impl EventPipeline {
     /// # Cancel safety
     ///
     /// Cancel safe: it only waits.
-    pub async fn drain(&self, deadline: Instant) -> bool {
+    pub(crate) async fn drain(&self, deadline: Instant) -> bool {
         let ticket = self.buffer.lock().last_ticket();
         let drained = self.wait_settled(ticket, deadline).await;
         // The broker is stopping: drops not reported yet are reported now, whatever the rate.
@@ -280,7 +276,7 @@ impl EventPipeline {
     }
 
     /// A snapshot of the counters and state.
-    pub fn stats(&self) -> PipelineStats {
+    pub(crate) fn stats(&self) -> PipelineStats {
         self.buffer.lock().snapshot()
     }
 

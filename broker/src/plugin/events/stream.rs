@@ -203,7 +203,7 @@ impl EventPipeline {
     ///
     /// Returns when `shutdown` is cancelled, which ends the broker's side of the stream.
     /// [`push`](Self::push) still accepts events afterwards, but nothing is sent.
-    pub async fn run(
+    pub(crate) async fn run(
         self: Arc<Self>,
         channel: Channel,
         hooks: Arc<dyn PipelineHooks>,
