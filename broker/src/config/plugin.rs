@@ -280,13 +280,6 @@ impl EventKindName {
         Self::KINDS.into_iter().find(|kind| kind.as_str() == name)
     }
 
-    /// The number of this kind in the proto's `EventKind` (1 to 14, as
-    /// `EVENT_KIND_BROKER_PRE_START = 1`), for `EventKind::try_from`; `None` for `All`.
-    pub fn proto_number(self) -> Option<i32> {
-        let index = Self::KINDS.iter().position(|&kind| kind == self)?;
-        i32::try_from(index + 1).ok()
-    }
-
     /// Whether this is one of the two high-volume packet kinds.
     pub fn is_packet(self) -> bool {
         matches!(self, Self::PacketReceived | Self::PacketSent)

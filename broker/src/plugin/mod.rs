@@ -573,13 +573,13 @@ fn bump(counter: &std::sync::atomic::AtomicU64) {
 /// The pb event kinds a plugin's `events` config names (`all` expanded), if it names any.
 pub(crate) fn configured_kinds(config: &crate::config::PluginConfig) -> Option<Vec<pb::EventKind>> {
     let names = config.event_kinds()?;
-    Some(
-        names
-            .iter()
-            .filter_map(|name| name.proto_number())
-            .filter_map(|number| pb::EventKind::try_from(number).ok())
-            .collect(),
-    )
+    Some(names.into_iter().filter_map(event_kind).collect())
+}
+
+/// The contract's `EventKind` a config name stands for, by the proto's own names (prost's
+/// `from_str_name`: `client_connected` is `EVENT_KIND_CLIENT_CONNECTED`); `None` for `all`.
+fn event_kind(name: crate::config::EventKindName) -> Option<pb::EventKind> {
+    pb::EventKind::from_str_name(&format!("EVENT_KIND_{}", name.as_str().to_ascii_uppercase()))
 }
 
 /// One plugin's lifecycle: describe (with backoff) until it answers, start its event stream the
@@ -730,5 +730,26 @@ fn finish_auth(anonymous: PluginVote, answers: Vec<Answer>) -> AuthOutcome {
             reason,
             reason_code,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EventKindName;
+
+    #[test]
+    fn every_config_event_kind_is_a_contract_event_kind_and_back() {
+        let mapped: Vec<pb::EventKind> = EventKindName::KINDS
+            .iter()
+            .map(|name| event_kind(*name).unwrap_or_else(|| panic!("{name} in the contract")))
+            .collect();
+        let every: Vec<pb::EventKind> = pb::EventKind::ALL_BUT_PACKETS
+            .iter()
+            .chain(&pb::EventKind::PACKET_KINDS)
+            .copied()
+            .collect();
+        assert_eq!(mapped, every, "the config names every contract kind, in order");
+        assert_eq!(event_kind(EventKindName::All), None);
     }
 }
