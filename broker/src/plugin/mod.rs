@@ -14,6 +14,7 @@
 
 mod anonymous;
 mod auth_query;
+mod authenticate;
 pub(crate) mod breaker;
 pub(crate) mod cache;
 pub(crate) mod client;
@@ -26,33 +27,33 @@ pub(crate) mod grants;
 mod notify;
 mod packets;
 pub(crate) mod sanitize;
+mod supervise;
 mod tls;
+mod topic_check;
 pub(crate) mod watch;
 mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytestring::ByteString;
 use futures_util::future::join_all;
 use midge_proto::plugin::v1 as pb;
-use smallvec::SmallVec;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::config::{Config, Overflow as OverflowConfig};
 use crate::message::{Message, Origin};
 pub(crate) use auth_query::{AuthQuery, ConnectFacts};
-use cache::{AuthCache, TopicCache};
+pub(crate) use authenticate::AuthOutcome;
+use cache::AuthCache;
 pub(crate) use client::{Answer, Plugin, Roles};
 pub(crate) use control::{Control, ControlRequest};
-use decision::{Action, PluginVote, combine_auth, combine_topic};
-use events::{EventPipeline, Overflow, PipelineHooks, PipelineSettings};
-use grants::Grants;
+use events::{EventPipeline, Overflow, PipelineSettings};
 pub(crate) use notify::{DisconnectReason, Lifecycle, MessageMoment, SessionFacts};
 pub(crate) use packets::PacketSource;
+pub(crate) use topic_check::TopicQuery;
 
 /// Control messages from plugins waiting for the broker to apply them. When full, further
 /// controls are dropped with a warning (a plugin can send them again).
@@ -90,25 +91,6 @@ pub enum PluginError {
         /// Which service is missing.
         reason: String,
     },
-}
-
-/// What a topic check is about.
-#[derive(Debug, Clone)]
-pub(crate) struct TopicQuery<'a> {
-    /// Client id of the client acting (the subscriber for RECEIVE).
-    pub(crate) client_id: &'a ByteString,
-    /// Its user name.
-    pub(crate) username: Option<&'a ByteString>,
-    /// Topic name (PUBLISH, RECEIVE) or topic filter (SUBSCRIBE).
-    pub(crate) topic: &'a ByteString,
-    /// The action.
-    pub(crate) action: Action,
-    /// QoS of the publication or the requested QoS of the subscription.
-    pub(crate) qos: u8,
-    /// Retain flag of the publication.
-    pub(crate) retain: bool,
-    /// Listener the client is connected to.
-    pub(crate) listener: &'a str,
 }
 
 /// All configured plugins and the chains that use them.
@@ -197,7 +179,7 @@ impl PluginManager {
     /// connection) and, once the plugin wants events, its event stream.
     pub(crate) fn start(&self, tracker: &TaskTracker, shutdown: &CancellationToken) {
         for plugin in &self.plugins {
-            tracker.spawn(supervise(
+            tracker.spawn(supervise::supervise(
                 plugin.clone(),
                 self.controls.clone(),
                 tracker.clone(),
@@ -232,183 +214,6 @@ impl PluginManager {
             }
         }
         Ok(())
-    }
-
-    /// Runs the authentication chain: `allow-anonymous` plus every authenticator plugin, all
-    /// asked concurrently, combined by [`combine_auth`]. With an MQTT 5 Authentication Method a
-    /// plugin may answer CONTINUE: the first such plugin (in chain order) leads an exchange
-    /// that [`continue_auth`](Self::continue_auth) carries on.
-    pub(crate) async fn authenticate(&self, query: &AuthQuery) -> AuthOutcome {
-        let request = &query.0;
-        let anonymous = anonymous::vote(self.allow_anonymous, request.username.as_deref());
-        // Enhanced authentication is a conversation: its answers are never cached.
-        let cacheable = request.auth_method.is_empty();
-        let asks = self.auth_chain.iter().map(|plugin| async move {
-            let key = self.auth_cache.key(plugin.index(), request);
-            if cacheable && let Some((vote, grants)) = self.auth_cache.get(&key) {
-                bump(&plugin.stats().cache_hits);
-                return Answer {
-                    vote,
-                    cache_for: None,
-                    grants,
-                    continues: false,
-                    auth_data: Vec::new(),
-                    reason_code: 0,
-                };
-            }
-            let answer = plugin.authenticate(request.clone()).await;
-            if let (Some(ttl), true) = (answer.cache_for, cacheable) {
-                self.auth_cache
-                    .put(key, answer.vote.clone(), answer.grants.clone(), ttl);
-            }
-            answer
-        });
-        let mut answers = Box::pin(join_all(asks)).await;
-        if let Some(leader) = answers.iter().position(|a| a.continues) {
-            let auth_data = std::mem::take(&mut answers[leader].auth_data);
-            return AuthOutcome::Continue(PendingAuth {
-                leader,
-                anonymous,
-                others: answers,
-                auth_data,
-            });
-        }
-        finish_auth(anonymous, answers)
-    }
-
-    /// The next step of an enhanced authentication exchange: asks the leading plugin alone
-    /// with the client's AUTH data (`request.step` and `request.auth_data` set by the caller),
-    /// then combines its final answer with the other plugins' first answers.
-    pub(crate) async fn continue_auth(
-        &self,
-        mut pending: PendingAuth,
-        query: &AuthQuery,
-    ) -> AuthOutcome {
-        let request = &query.0;
-        let Some(plugin) = self.auth_chain.get(pending.leader) else {
-            return AuthOutcome::Refused {
-                reason: "authentication plugin gone".into(),
-                reason_code: 0,
-            };
-        };
-        let answer = plugin.authenticate(request.clone()).await;
-        if answer.continues {
-            pending.auth_data = answer.auth_data;
-            return AuthOutcome::Continue(pending);
-        }
-        let mut answers = pending.others;
-        answers[pending.leader] = answer;
-        finish_auth(pending.anonymous, answers)
-    }
-
-    /// Whether topic checks are on (`topic-check.enable`; with no plugins only session grants
-    /// can deny). When off, every check allows and callers may skip building queries.
-    pub(crate) fn topic_check_enabled(&self) -> bool {
-        self.topic_check
-    }
-
-    /// The chain's answer for `query` if `cache` alone decides it (checks off, a cached DENY,
-    /// or every plugin's verdict cached); `None` when a plugin must be asked.
-    pub(crate) fn cached_topic_verdict(
-        &self,
-        cache: &TopicCache,
-        query: &TopicQuery<'_>,
-    ) -> Option<bool> {
-        self.cached_verdict(cache, query.action, query.topic)
-    }
-
-    /// [`cached_topic_verdict`](Self::cached_topic_verdict) by action and topic alone: what the
-    /// cache and grants are keyed by, so no query needs building on the hot path.
-    pub(crate) fn cached_verdict(
-        &self,
-        cache: &TopicCache,
-        action: Action,
-        topic: &ByteString,
-    ) -> Option<bool> {
-        if !self.topic_check {
-            return Some(true);
-        }
-        cache.view(topic, |view| {
-            if let Some(granted) = view.granted(action, topic) {
-                return Some(granted);
-            }
-            // `combine_topic` folded as the votes are read, without copying them out.
-            let mut allowed = false;
-            for plugin in &self.topic_chain {
-                match view.vote(plugin.index(), action)? {
-                    PluginVote::Deny(_) => {
-                        bump(&plugin.stats().cache_hits);
-                        return Some(false);
-                    }
-                    PluginVote::Allow => allowed = true,
-                    PluginVote::Ignore | PluginVote::Absent => {}
-                }
-            }
-            for plugin in &self.topic_chain {
-                bump(&plugin.stats().cache_hits);
-            }
-            Some(allowed)
-        })
-    }
-
-    /// Runs the topic-check chain for `query`, using and filling `cache` (the acting session's).
-    /// A cached DENY decides at once without asking the other plugins.
-    pub(crate) async fn check_topic(&self, cache: &TopicCache, query: &TopicQuery<'_>) -> bool {
-        if !self.topic_check {
-            return true;
-        }
-        if let Some(granted) = cache.granted(query.action, query.topic) {
-            return granted;
-        }
-        let mut votes: SmallVec<[PluginVote; 4]> = SmallVec::new();
-        let mut missing: SmallVec<[&Arc<Plugin>; 4]> = SmallVec::new();
-        for plugin in &self.topic_chain {
-            match cache.get(plugin.index(), query.action, query.topic) {
-                Some(PluginVote::Deny(_)) => {
-                    bump(&plugin.stats().cache_hits);
-                    return false;
-                }
-                Some(vote) => {
-                    bump(&plugin.stats().cache_hits);
-                    votes.push(vote);
-                }
-                None => missing.push(plugin),
-            }
-        }
-        if !missing.is_empty() {
-            let request = pb::CheckTopicRequest {
-                client_id: query.client_id.to_string(),
-                username: query.username.map(|u| u.to_string()),
-                topic: query.topic.to_string(),
-                action: query.action.to_pb() as i32,
-                qos: u32::from(query.qos),
-                retain: query.retain,
-                listener: query.listener.to_string(),
-            };
-            // Boxed: the calls' futures are large and only needed on a cache miss, so they stay
-            // out of every connection task's own future.
-            let answers = Box::pin(join_all(
-                missing.iter().map(|p| p.check_topic(request.clone())),
-            ))
-            .await;
-            for (plugin, answer) in missing.iter().zip(answers) {
-                if let Some(ttl) = answer.cache_for {
-                    cache.put(
-                        plugin.index(),
-                        query.action,
-                        query.topic.clone(),
-                        answer.vote.clone(),
-                        ttl,
-                    );
-                }
-                votes.push(answer.vote);
-            }
-        }
-        let allowed = combine_topic(votes);
-        if !allowed {
-            debug!(action = ?query.action, topic = %query.topic, "topic check denied");
-        }
-        allowed
     }
 
     /// Forgets cached authentication decisions for a client id and/or user name.
@@ -579,158 +384,10 @@ pub(crate) fn configured_kinds(config: &crate::config::PluginConfig) -> Option<V
 /// The contract's `EventKind` a config name stands for, by the proto's own names (prost's
 /// `from_str_name`: `client_connected` is `EVENT_KIND_CLIENT_CONNECTED`); `None` for `all`.
 fn event_kind(name: crate::config::EventKindName) -> Option<pb::EventKind> {
-    pb::EventKind::from_str_name(&format!("EVENT_KIND_{}", name.as_str().to_ascii_uppercase()))
-}
-
-/// One plugin's lifecycle: describe (with backoff) until it answers, start its event stream the
-/// first time it wants events, and describe again whenever a call saw the connection drop.
-async fn supervise(
-    plugin: Arc<Plugin>,
-    controls: mpsc::Sender<ControlRequest>,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-) {
-    let mut stream_started = false;
-    loop {
-        let mut backoff = DESCRIBE_BACKOFF.0;
-        let mut logged = false;
-        loop {
-            match plugin.describe(crate::VERSION).await {
-                Ok(()) => break,
-                Err(status) => {
-                    let error = format!("describe: {:?}: {}", status.code(), status.message());
-                    plugin.record_error(error.clone());
-                    if logged {
-                        debug!(alias = %plugin.alias(), error, "plugin still unavailable");
-                    } else if status.code() == tonic::Code::InvalidArgument {
-                        warn!(alias = %plugin.alias(), endpoint = %plugin.config().endpoint, error, "plugin refused its config; its decisions take on-unavailable; retrying with backoff");
-                        logged = true;
-                    } else {
-                        warn!(alias = %plugin.alias(), endpoint = %plugin.config().endpoint, error, "plugin unavailable; retrying with backoff");
-                        logged = true;
-                    }
-                }
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(DESCRIBE_BACKOFF.1);
-        }
-        let wants_any = pb::EventKind::ALL_BUT_PACKETS
-            .iter()
-            .chain(&pb::EventKind::PACKET_KINDS)
-            .any(|kind| plugin.pipeline().wants(*kind));
-        if !stream_started && wants_any {
-            stream_started = true;
-            let hooks: Arc<dyn PipelineHooks> = Arc::new(Hooks {
-                plugin: plugin.clone(),
-                controls: controls.clone(),
-            });
-            tracker.spawn(
-                plugin
-                    .pipeline()
-                    .clone()
-                    .run(plugin.channel(), hooks, shutdown.clone()),
-            );
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = plugin.connection_lost() => {}
-        }
-    }
-}
-
-/// What the event pipeline calls back into.
-#[derive(Debug)]
-struct Hooks {
-    plugin: Arc<Plugin>,
-    controls: mpsc::Sender<ControlRequest>,
-}
-
-impl PipelineHooks for Hooks {
-    fn on_connect(&self) -> futures_util::future::BoxFuture<'static, Result<(), tonic::Status>> {
-        let plugin = self.plugin.clone();
-        Box::pin(async move { plugin.describe(crate::VERSION).await })
-    }
-
-    fn on_control(&self, control: pb::Control) {
-        let Some(control) = control::from_pb(self.plugin.alias(), control) else {
-            return;
-        };
-        let request = ControlRequest {
-            alias: self.plugin.alias().clone(),
-            control,
-        };
-        if self.controls.try_send(request).is_err() {
-            warn!(alias = %self.plugin.alias(), "control queue full: control message dropped");
-        }
-    }
-}
-
-/// What the authentication chain decided about a CONNECT (or an enhanced-auth step).
-#[derive(Debug)]
-pub(crate) enum AuthOutcome {
-    /// Accept the client, with the session grants of the allowing plugins and the
-    /// Authentication Data to put in CONNACK (enhanced authentication).
-    Allowed {
-        /// Merged session grants; `None` when no plugin granted any.
-        grants: Option<Arc<Grants>>,
-        /// Authentication Data for the CONNACK; empty for none.
-        auth_data: Vec<u8>,
-    },
-    /// Refuse the client.
-    Refused {
-        /// Why (logged; the MQTT 5 reason string).
-        reason: String,
-        /// The MQTT 5 CONNACK reason code a denying plugin asked for; 0 for the default.
-        reason_code: u32,
-    },
-    /// Enhanced authentication goes on: send [`PendingAuth::auth_data`] to the client in an
-    /// AUTH packet (0x18) and pass its answer to [`PluginManager::continue_auth`].
-    Continue(PendingAuth),
-}
-
-/// An enhanced authentication exchange in progress.
-#[derive(Debug)]
-pub(crate) struct PendingAuth {
-    /// Index in the auth chain of the plugin leading the exchange.
-    leader: usize,
-    /// The anonymous voter's vote.
-    anonymous: PluginVote,
-    /// Every plugin's first answer (the leader's is replaced by its final one).
-    others: Vec<Answer>,
-    /// Authentication Data for the client's next AUTH packet.
-    pub(crate) auth_data: Vec<u8>,
-}
-
-/// Combines the anonymous vote and the plugins' answers into the outcome.
-fn finish_auth(anonymous: PluginVote, answers: Vec<Answer>) -> AuthOutcome {
-    let reason_code = answers
-        .iter()
-        .find(|a| matches!(a.vote, PluginVote::Deny(_)))
-        .map_or(0, |a| a.reason_code);
-    let mut grants = Grants::default();
-    let mut auth_data = Vec::new();
-    for answer in &answers {
-        if let Some(g) = &answer.grants {
-            grants.merge(g);
-        }
-        if answer.vote == PluginVote::Allow && auth_data.is_empty() {
-            auth_data.clone_from(&answer.auth_data);
-        }
-    }
-    let votes = answers.into_iter().map(|a| a.vote);
-    match combine_auth(std::iter::once(anonymous).chain(votes)) {
-        Ok(()) => AuthOutcome::Allowed {
-            grants: (!grants.is_empty()).then(|| Arc::new(grants)),
-            auth_data,
-        },
-        Err(reason) => AuthOutcome::Refused {
-            reason,
-            reason_code,
-        },
-    }
+    pb::EventKind::from_str_name(&format!(
+        "EVENT_KIND_{}",
+        name.as_str().to_ascii_uppercase()
+    ))
 }
 
 #[cfg(test)]
@@ -749,7 +406,10 @@ mod tests {
             .chain(&pb::EventKind::PACKET_KINDS)
             .copied()
             .collect();
-        assert_eq!(mapped, every, "the config names every contract kind, in order");
+        assert_eq!(
+            mapped, every,
+            "the config names every contract kind, in order"
+        );
         assert_eq!(event_kind(EventKindName::All), None);
     }
 }
