@@ -15,8 +15,10 @@ mod chains;
 mod check;
 mod de;
 mod duration;
+mod events;
 mod load;
 mod plugin;
+mod settings;
 #[cfg(test)]
 mod tests;
 
@@ -30,9 +32,10 @@ use serde::Deserialize;
 pub use admin::{
     AdminConfig, AdminToken, DEFAULT_ADMIN_BIND, DEFAULT_METRICS_BIND, MetricsConfig, check_token,
 };
+pub use events::EventKindName;
 pub use load::{ConfigError, from_yaml, load};
 pub use plugin::{
-    BreakerConfig, EventKindName, Fallback, FallbackConfig, Overflow, PluginConfig, PluginTlsConfig,
+    BreakerConfig, Fallback, FallbackConfig, Overflow, PluginConfig, PluginTlsConfig,
 };
 
 /// The embedded default configuration file, with a comment on every key.

@@ -16,6 +16,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 
 use super::check::{bounded, checked_map};
 use super::duration;
+use super::events::EventKindName;
+use super::settings::empty_object;
 
 /// Default `timeout` of a plugin.
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
@@ -193,151 +195,6 @@ pub struct PluginTlsConfig {
     pub key: Option<PathBuf>,
 }
 
-/// An event kind in `events`: the proto's `EventKind` names in snake_case without the
-/// `EVENT_KIND_` prefix, plus `all`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EventKindName {
-    /// `broker_pre_start`.
-    BrokerPreStart,
-    /// `broker_post_start`.
-    BrokerPostStart,
-    /// `broker_pre_shutdown`.
-    BrokerPreShutdown,
-    /// `broker_post_shutdown`.
-    BrokerPostShutdown,
-    /// `client_connected`.
-    ClientConnected,
-    /// `client_disconnected`.
-    ClientDisconnected,
-    /// `client_subscribed`.
-    ClientSubscribed,
-    /// `client_unsubscribed`.
-    ClientUnsubscribed,
-    /// `message_received`.
-    MessageReceived,
-    /// `message_broadcast`.
-    MessageBroadcast,
-    /// `retained_stored`.
-    RetainedStored,
-    /// `retained_cleared`.
-    RetainedCleared,
-    /// `packet_received` (high volume; not part of `all`).
-    PacketReceived,
-    /// `packet_sent` (high volume; not part of `all`).
-    PacketSent,
-    /// `all`: every kind above except `packet_received` and `packet_sent`.
-    All,
-}
-
-/// [`EventKindName::KINDS`] as a static, so that [`EventKindName::expand`] can lend slices.
-static KINDS: [EventKindName; 14] = EventKindName::KINDS;
-
-impl EventKindName {
-    /// Every event kind (not `All`), in the order of the proto's `EventKind` numbers (1 to 14).
-    pub const KINDS: [Self; 14] = [
-        Self::BrokerPreStart,
-        Self::BrokerPostStart,
-        Self::BrokerPreShutdown,
-        Self::BrokerPostShutdown,
-        Self::ClientConnected,
-        Self::ClientDisconnected,
-        Self::ClientSubscribed,
-        Self::ClientUnsubscribed,
-        Self::MessageReceived,
-        Self::MessageBroadcast,
-        Self::RetainedStored,
-        Self::RetainedCleared,
-        Self::PacketReceived,
-        Self::PacketSent,
-    ];
-
-    /// The name used in the config file, such as `client_connected` or `all`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::BrokerPreStart => "broker_pre_start",
-            Self::BrokerPostStart => "broker_post_start",
-            Self::BrokerPreShutdown => "broker_pre_shutdown",
-            Self::BrokerPostShutdown => "broker_post_shutdown",
-            Self::ClientConnected => "client_connected",
-            Self::ClientDisconnected => "client_disconnected",
-            Self::ClientSubscribed => "client_subscribed",
-            Self::ClientUnsubscribed => "client_unsubscribed",
-            Self::MessageReceived => "message_received",
-            Self::MessageBroadcast => "message_broadcast",
-            Self::RetainedStored => "retained_stored",
-            Self::RetainedCleared => "retained_cleared",
-            Self::PacketReceived => "packet_received",
-            Self::PacketSent => "packet_sent",
-            Self::All => "all",
-        }
-    }
-
-    /// The kind named `name` in the config file, if any.
-    pub fn from_name(name: &str) -> Option<Self> {
-        if name == "all" {
-            return Some(Self::All);
-        }
-        Self::KINDS.into_iter().find(|kind| kind.as_str() == name)
-    }
-
-    /// Whether this is one of the two high-volume packet kinds.
-    pub fn is_packet(self) -> bool {
-        matches!(self, Self::PacketReceived | Self::PacketSent)
-    }
-
-    /// The kinds this name stands for: itself, or for `All` every kind but the packet kinds.
-    pub fn expand(self) -> &'static [Self] {
-        match KINDS.iter().position(|&kind| kind == self) {
-            Some(index) => &KINDS[index..=index],
-            None => &KINDS[..12],
-        }
-    }
-}
-
-impl fmt::Display for EventKindName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for EventKindName {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Name;
-
-        impl Visitor<'_> for Name {
-            type Value = EventKindName;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an event kind such as `client_connected`, or `all`")
-            }
-
-            fn visit_str<E: de::Error>(self, name: &str) -> Result<EventKindName, E> {
-                if let Some(kind) = EventKindName::from_name(name) {
-                    return Ok(kind);
-                }
-                let hint = name
-                    .strip_prefix("EVENT_KIND_")
-                    .unwrap_or(name)
-                    .to_ascii_lowercase()
-                    .replace('-', "_");
-                match EventKindName::from_name(&hint) {
-                    Some(kind) => Err(E::custom(format_args!(
-                        "unknown event kind `{name}`: write `{kind}`"
-                    ))),
-                    None => Err(E::custom(format_args!(
-                        "unknown event kind `{name}`, expected `all` or one of {}",
-                        EventKindName::KINDS
-                            .map(|kind| format!("`{kind}`"))
-                            .join(", ")
-                    ))),
-                }
-            }
-        }
-
-        deserializer.deserialize_str(Name)
-    }
-}
-
 /// A plugin as written, before the checks that involve several of its keys.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -372,7 +229,10 @@ struct RawPlugin {
     breaker: BreakerConfig,
     #[serde(default)]
     tls: Option<PluginTlsConfig>,
-    #[serde(default = "empty_object", deserialize_with = "plugin_settings")]
+    #[serde(
+        default = "empty_object",
+        deserialize_with = "super::settings::plugin_settings"
+    )]
     config: serde_json::Value,
 }
 
@@ -386,10 +246,6 @@ fn default_queue_size() -> usize {
 
 fn default_startup_timeout() -> Duration {
     DEFAULT_STARTUP_TIMEOUT
-}
-
-fn empty_object() -> serde_json::Value {
-    serde_json::Value::Object(serde_json::Map::new())
 }
 
 impl RawPlugin {
@@ -726,135 +582,4 @@ fn topic_filters<'de, D: Deserializer<'de>>(
     }
 
     deserializer.deserialize_option(Filters)
-}
-
-/// Deserializes `config`: a mapping (or nothing, for an empty one), converted to a JSON
-/// object. Keys must be unique and numbers finite, each checked where it is written.
-fn plugin_settings<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<serde_json::Value, D::Error> {
-    struct Settings;
-
-    impl<'de> Visitor<'de> for Settings {
-        type Value = serde_json::Value;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a mapping of the plugin's own settings")
-        }
-
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(empty_object())
-        }
-
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(empty_object())
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-            JsonValue.visit_map(map)
-        }
-    }
-
-    deserializer.deserialize_any(Settings)
-}
-
-/// Any YAML value as JSON: a seed and its visitor.
-struct JsonValue;
-
-impl<'de> DeserializeSeed<'de> for JsonValue {
-    type Value = serde_json::Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for JsonValue {
-    type Value = serde_json::Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a YAML value that JSON can hold")
-    }
-
-    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Self::Value, E> {
-        Ok(value.into())
-    }
-
-    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
-        Ok(value.into())
-    }
-
-    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
-        Ok(value.into())
-    }
-
-    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Self::Value, E> {
-        serde_json::Number::from_f64(value)
-            .map(serde_json::Value::Number)
-            .ok_or_else(|| {
-                E::custom(format_args!(
-                    "`{value}` cannot be sent to a plugin: numbers must be finite"
-                ))
-            })
-    }
-
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
-        Ok(value.into())
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(serde_json::Value::Null)
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(serde_json::Value::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(JsonValue)? {
-            items.push(item);
-        }
-        Ok(serde_json::Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut object = serde_json::Map::new();
-        while let Some(key) = map.next_key_seed(NewKey(&object))? {
-            let value = map.next_value_seed(JsonValue)?;
-            object.insert(key, value);
-        }
-        Ok(serde_json::Value::Object(object))
-    }
-}
-
-/// A key of a JSON object that must not be in it yet; checked in its own visitor so that a
-/// duplicate key is reported where it is written.
-struct NewKey<'a>(&'a serde_json::Map<String, serde_json::Value>);
-
-impl<'de> DeserializeSeed<'de> for NewKey<'_> {
-    type Value = String;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl Visitor<'_> for NewKey<'_> {
-    type Value = String;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a key")
-    }
-
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<String, E> {
-        if self.0.contains_key(key) {
-            return Err(E::custom(format_args!("duplicate key `{key}`")));
-        }
-        Ok(key.to_owned())
-    }
 }
