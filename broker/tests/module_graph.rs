@@ -155,6 +155,36 @@ impl<'ast> Visit<'ast> for FileVisitor<'_> {
         self.use_tree(&[], &item.tree);
     }
 
+    fn visit_attribute(&mut self, attr: &'ast syn::Attribute) {
+        // serde names functions in strings (`deserialize_with = "de::plugin_aliases"`): they
+        // are references too.
+        if attr.path().is_ident("serde") {
+            let mut paths = Vec::new();
+            let _ = attr.parse_nested_meta(|meta| {
+                if let Ok(value) = meta.value()
+                    && let Ok(text) = value.parse::<syn::LitStr>()
+                {
+                    paths.push(text.value());
+                }
+                Ok(())
+            });
+            for path in paths {
+                let segments: Vec<String> = path.split("::").map(str::to_string).collect();
+                if segments.len() > 1 {
+                    // Relative to this module, as serde resolves it.
+                    let first = segments[0].as_str();
+                    let absolute = if matches!(first, "crate" | "self" | "super") {
+                        segments
+                    } else {
+                        [vec!["self".to_string()], segments].concat()
+                    };
+                    self.reference(absolute);
+                }
+            }
+        }
+        syn::visit::visit_attribute(self, attr);
+    }
+
     fn visit_path(&mut self, path: &'ast syn::Path) {
         let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
         self.reference(segments);
