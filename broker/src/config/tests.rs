@@ -1,5 +1,8 @@
 //! Tests of the whole config module: the embedded default, full files, and every error with
 //! the line it is reported at.
+//!
+//! Why one file over 500 lines: one table-driven test per part of the config surface, all over
+//! the same loader; they read best side by side.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -14,6 +14,7 @@ use super::*;
 use crate::broker::Broker;
 use crate::codec::QoS;
 use crate::config::Config;
+use crate::message::Message;
 
 /// An MQTT 3.1.1 CONNECT of client `c` with clean session and a keep alive of 10 s: the
 /// keep alive limit is 15 s, the write stall limit 30 s.

@@ -54,6 +54,10 @@
 //! | `midge_plugin_event_queue_depth` | gauge | `plugin` | events waiting in its queue now |
 //! | `midge_plugin_events_unacked` | gauge | `plugin` | events sent and not acknowledged yet |
 //! | `midge_plugin_reconnects_total` | counter | `plugin` | failed connection attempts and broken event streams |
+//!
+//! Why one file over 500 lines: the table below is the reference of every metric, and the code
+//! that renders them follows it in the same order, so a metric and its documentation change in
+//! one place.
 
 use std::io;
 use std::net::SocketAddr;

@@ -1,5 +1,8 @@
 //! MQTT 3.1.1 packets written and read by hand, independent of the broker's codec: builders
 //! for what a test sends, a splitter and accessors for what it receives.
+//!
+//! Why one file over 500 lines: every MQTT 3.1.1 packet a test sends or reads, independently of
+//! the broker's codec.
 
 use std::fmt;
 
