@@ -3,7 +3,7 @@
 //! `passwd` subcommand changed the file, a burst of first logins at aMQTT's hash cost, and the
 //! cache lifetime of its answers.
 
-mod common;
+use midge_tests::examples as common;
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};

@@ -13,7 +13,7 @@
 //! docs use for it) is sent, config and alias, to that plugin's real binary in `Describe`,
 //! which must accept it. So is each plugin config file of `examples/configs/plugins/`.
 
-mod common;
+use midge_tests::examples as common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -349,7 +349,7 @@ async fn every_plugin_config_shown_is_accepted_by_its_plugin() {
         let mut cmd = Command::new(bin);
         cmd.current_dir(repo_root())
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"]);
-        processes.push(PluginProcess::spawn(cmd));
+        processes.push(PluginProcess::sdk_command(cmd));
     }
     let mut failures = Vec::new();
     let mut checked = [0usize; PLUGINS.len()];

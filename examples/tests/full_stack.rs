@@ -3,7 +3,7 @@
 //! on a test machine is rewritten: ports (ephemeral), `mandatory` on every plugin (so no client
 //! is judged before a plugin answered) and the auth deadline (debug builds hash slowly).
 
-mod common;
+use midge_tests::examples as common;
 
 use std::path::Path;
 use std::process::Command;
@@ -20,7 +20,7 @@ fn start_in_root(bin: &str, args: &[&str]) -> PluginProcess {
     cmd.current_dir(common::examples_dir().parent().unwrap_or(Path::new("..")))
         .args(args)
         .args(["--listen", "127.0.0.1:0", "--log-format", "json"]);
-    PluginProcess::spawn(cmd)
+    PluginProcess::sdk_command(cmd)
 }
 
 #[tokio::test]

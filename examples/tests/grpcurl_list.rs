@@ -2,7 +2,7 @@
 //! by `scripts/test-deps.sh`): each shows the services it implements plus health and
 //! reflection, with no `.proto` file given.
 
-mod common;
+use midge_tests::examples as common;
 
 use std::process::{Command, Stdio};
 

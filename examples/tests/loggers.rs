@@ -1,7 +1,7 @@
 //! `event-logger` and `packet-logger` against the real broker: what a client does shows up in
 //! the `--out` file as JSON lines, and on stdout.
 
-mod common;
+use midge_tests::examples as common;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! Needs `python3` (with venv) and PyPI. Without python3 the tests are skipped loudly, except
 //! under `CI=true`, where they fail.
 
-mod common;
+use midge_tests::examples as common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! What every example binary does the same way: `--health-check` (exit 0 when the plugin at
 //! ADDR is SERVING, 1 otherwise) and a graceful exit 0 on SIGTERM and SIGINT.
 
-mod common;
+use midge_tests::examples as common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! `topic-acl` against the real broker: per-user subscribe ACL with wildcards (SUBACK codes),
 //! `anonymous` for clients without a user name, and the publish ACL dropping publishes.
 
-mod common;
+use midge_tests::examples as common;
 
 use common::{PluginEntry, PluginProcess, TestBroker, broker_config, connect};
 use rumqttc::QoS::{AtLeastOnce, AtMostOnce};

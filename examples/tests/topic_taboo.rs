@@ -1,7 +1,7 @@
 //! `topic-taboo` against the real broker: `admin` may use the taboo topics; everyone else's
 //! subscriptions get SUBACK 0x80, publishes are acked and dropped, deliveries are skipped.
 
-mod common;
+use midge_tests::examples as common;
 
 use common::{PluginEntry, PluginProcess, TestBroker, broker_config, connect};
 use rumqttc::QoS::AtLeastOnce;

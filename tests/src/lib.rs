@@ -17,6 +17,7 @@
 //! - [`client`]: [`MqttClient`], a `rumqttc` v3.1.1 client driven by a background task.
 //! - [`tls`]: [`TestCerts`], a throwaway CA with server and client certificates.
 //! - [`grpcurl`]: the real `grpcurl` binary, an HTTP scrape and a Prometheus text parser.
+//! - [`examples`]: for the example plugins' tests: their directory, broker configs, `rumqttc` helpers.
 //! - [`tools`]: [`require_tool`] and [`python`], locating the external test clients.
 //! - [`tempdir`]: [`TempDir`], a directory removed on drop.
 
@@ -26,6 +27,7 @@ use std::time::Duration;
 pub mod admin;
 pub mod broker;
 pub mod client;
+pub mod examples;
 pub mod grpcurl;
 pub mod plugin;
 pub mod raw;

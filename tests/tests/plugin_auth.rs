@@ -391,7 +391,7 @@ async fn nothing_listening_takes_on_unavailable_ignore() {
 async fn a_sigstopped_plugin_process_times_out_then_answers_again_after_sigcont() {
     // A real process, frozen: its socket stays open and accepts the call, nothing answers.
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_test-plugin"));
-    let process = PluginProcess::spawn(bin, &["--verdict", "allow"]).await;
+    let process = PluginProcess::test_plugin(bin, &["--verdict", "allow"]).await;
     let extra = format!(
         "timeout: {}ms\nfallback: {{on-timeout: deny, on-error: allow, on-unavailable: allow}}",
         PLUGIN_TIMEOUT.as_millis()
