@@ -14,11 +14,12 @@ use crate::codec::ProtocolVersion;
 use crate::codec::v5::{
     Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, LastWill, Packet, ReasonCode,
 };
+use crate::config::Limits;
 use crate::context::BrokerContext;
 use crate::listener::PeerInfo;
 use crate::outbound::Outbound;
 use crate::plugin::{AuthOutcome, AuthQuery, ConnectFacts};
-use crate::session::{Owner, Session, SessionTerms};
+use crate::session::{Attached, Owner, Session, SessionTerms};
 use crate::stats::Stats;
 
 /// How long a client may take to answer one AUTH challenge of enhanced authentication.
@@ -48,96 +49,23 @@ pub(crate) struct Accepted {
 }
 
 /// Runs the CONNECT phase. `None` means the connection is to be closed (the reason is logged and
-/// any CONNACK refusal already written).
+/// any CONNACK refusal already written). The steps: read CONNECT, settle the client id,
+/// authenticate (before anything touches a session), negotiate the session terms, attach the
+/// session (taking it over from a connection that holds it), answer CONNACK.
 pub(crate) async fn handshake(
     ctx: &BrokerContext,
     stream: &mut PacketStream,
     peer: &PeerInfo,
 ) -> Option<Accepted> {
-    let read = tokio::select! {
-        read = tokio::time::timeout_at(peer.connect_deadline, stream.read_packet()) => read,
-        () = ctx.shutdown.cancelled() => {
-            debug!("shutdown before CONNECT");
-            return None;
-        }
-    };
-    let connect = match read {
-        Err(_) => {
-            debug!("no CONNECT before the connect timeout");
-            return None;
-        }
-        Ok(Ok(None)) => {
-            debug!("closed before CONNECT");
-            return None;
-        }
-        Ok(Ok(Some(Packet::Connect(connect)))) => owned(connect),
-        Ok(Ok(Some(other))) => {
-            warn!(
-                packet = other.name(),
-                "first packet is not CONNECT [MQTT-3.1.0-1]"
-            );
-            Stats::add(&ctx.stats.protocol_errors, 1);
-            return None;
-        }
-        Ok(Err(IoError::Decode(error))) => {
-            warn!(%error, "bad CONNECT");
-            Stats::add(&ctx.stats.protocol_errors, 1);
-            if stream.is_v5() {
-                // MQTT 5 answers a bad CONNECT with its reason ([MQTT-4.13.1-1] allows it).
-                refuse(ctx, stream, error.v5_reason(), None).await;
-            } else if error.connack_code().is_some() {
-                let reason = match error {
-                    crate::codec::DecodeError::EmptyClientId(_) => {
-                        ReasonCode::ClientIdentifierNotValid
-                    }
-                    _ => ReasonCode::UnsupportedProtocolVersion,
-                };
-                refuse(ctx, stream, reason, None).await;
-            }
-            return None;
-        }
-        Ok(Err(error)) => {
-            debug!(%error, "connection failed before CONNECT");
-            return None;
-        }
-    };
-
+    let connect = read_connect(ctx, stream, peer).await?;
     let protocol = stream.protocol().unwrap_or(ProtocolVersion::V311);
     let v5 = protocol == ProtocolVersion::V5;
     let limits = &ctx.config.limits;
-    let assigned = connect.client_id.is_empty();
-    let client_id = if assigned {
-        // MQTT 5 assigns an identifier whatever Clean Start says ([MQTT-3.1.3-7]); 3.1.1 only
-        // for a clean session ([MQTT-3.1.3-8]).
-        if !v5 && !connect.clean_start {
-            info!("refused: empty client id requires clean session [MQTT-3.1.3-8]");
-            refuse(ctx, stream, ReasonCode::ClientIdentifierNotValid, None).await;
-            return None;
-        }
-        ctx.assign_client_id()
-    } else {
-        connect.client_id.clone()
-    };
+    let (client_id, assigned) = client_id(ctx, stream, &connect, v5).await?;
     tracing::Span::current().record("client_id", &*client_id);
 
     let connection_id = ctx.next_connection_id();
-    let props = &connect.properties;
-    let facts = ConnectFacts {
-        client_id: &client_id,
-        username: connect.username.as_deref(),
-        password: connect.password.as_deref(),
-        remote_addr: peer.addr,
-        listener: &peer.listener,
-        protocol,
-        tls_subject: peer.tls_subject.as_deref(),
-        clean_start: connect.clean_start,
-        keep_alive: connect.keep_alive,
-        connection_id,
-        auth_method: props.authentication_method.as_deref(),
-        auth_data: props.authentication_data.as_deref(),
-    };
-    let user_properties = props.user_properties.iter().map(|(k, v)| (&**k, &**v));
-    let query = AuthQuery::new(facts, user_properties);
+    let query = auth_query(&connect, &client_id, peer, protocol, connection_id);
     if v5 {
         // Known before authentication, so that a refusal too fits the client's Maximum Packet
         // Size ([MQTT-3.1.2-24]).
@@ -154,57 +82,11 @@ pub(crate) async fn handshake(
     connect.properties.user_properties = Vec::new();
 
     let mut connack = ConnAckProperties::default();
-    // Session expiry: 3.1.1 takes `session-expiry` for persistent sessions; MQTT 5 asks for
-    // its own, capped by `max-session-expiry` (the cap is announced).
-    let mut session_expiry = 0;
-    let terms = if v5 {
-        session_expiry = connect.properties.session_expiry_interval.unwrap_or(0);
-        let cap = u32::try_from(limits.max_session_expiry.as_secs()).unwrap_or(u32::MAX);
-        if cap > 0 && session_expiry > cap {
-            session_expiry = cap;
-            connack.session_expiry_interval = Some(cap);
-        }
-        SessionTerms {
-            clean_start: connect.clean_start,
-            ends_with_connection: session_expiry == 0,
-            expiry: (session_expiry != u32::MAX)
-                .then(|| Duration::from_secs(u64::from(session_expiry))),
-        }
-    } else {
-        SessionTerms {
-            clean_start: connect.clean_start,
-            ends_with_connection: connect.clean_start,
-            expiry: (!limits.session_expiry.is_zero()).then_some(limits.session_expiry),
-        }
-    };
-    let mut keep_alive = connect.keep_alive;
-    if v5
-        && limits.max_keep_alive < u16::MAX
-        && (keep_alive == 0 || keep_alive > limits.max_keep_alive)
-    {
-        keep_alive = limits.max_keep_alive;
-        connack.server_keep_alive = Some(keep_alive);
-    }
+    let (terms, session_expiry) = session_terms(&connect, limits, v5, &mut connack);
+    let keep_alive = keep_alive(&connect, limits, v5, &mut connack);
 
     let owner = Owner::new(connection_id);
-    let attached = ctx.sessions.attach(&client_id, terms, owner.clone());
-    // A broker shutdown kicks the owners it finds in the registry after cancelling the token;
-    // one that attached too late for that sees the token cancelled here.
-    if ctx.shutdown.is_cancelled() {
-        attached.session.kick_owner(&owner);
-    }
-    if let Some(previous) = attached.previous_owner {
-        info!("session taken over from an existing connection");
-        if tokio::time::timeout(TAKEOVER_WAIT, previous.released())
-            .await
-            .is_err()
-        {
-            warn!("previous connection did not release the session in time");
-        }
-    }
-    if let Some(discarded) = attached.discarded {
-        ctx.router.remove_session(&discarded);
-    }
+    let attached = attach(ctx, &client_id, terms, &owner).await;
     attached.session.decisions().set_grants(grants);
     // The client's Receive Maximum bounds what we send unacknowledged ([MQTT-3.3.4-9]).
     let client_receive_max = connect
@@ -225,14 +107,8 @@ pub(crate) async fn handshake(
     });
 
     if v5 {
-        connack.receive_maximum = (limits.receive_maximum < u16::MAX)
-            .then(|| std::num::NonZeroU16::new(limits.receive_maximum))
-            .flatten();
-        connack.maximum_packet_size = std::num::NonZeroU32::new(limits.max_packet_size);
-        connack.topic_alias_maximum =
-            (limits.topic_alias_maximum > 0).then_some(limits.topic_alias_maximum);
+        limits_to_connack(limits, &mut connack);
         connack.assigned_client_identifier = assigned.then(|| client_id.clone());
-        connack.shared_subscription_available = (!limits.shared_subscriptions).then_some(false);
         if let Some(method) = &connect.properties.authentication_method {
             connack.authentication_method = Some(method.clone());
             connack.authentication_data = (!auth_data.is_empty()).then(|| auth_data.into());
@@ -269,6 +145,201 @@ pub(crate) async fn handshake(
         session_present: attached.session_present,
         owner,
     })
+}
+
+/// Reads the CONNECT before the connect deadline (or a shutdown). A bad one is answered with
+/// the CONNACK refusal its version has for it, if any.
+async fn read_connect(
+    ctx: &BrokerContext,
+    stream: &mut PacketStream,
+    peer: &PeerInfo,
+) -> Option<Box<Connect>> {
+    let read = tokio::select! {
+        read = tokio::time::timeout_at(peer.connect_deadline, stream.read_packet()) => read,
+        () = ctx.shutdown.cancelled() => {
+            debug!("shutdown before CONNECT");
+            return None;
+        }
+    };
+    match read {
+        Err(_) => {
+            debug!("no CONNECT before the connect timeout");
+            None
+        }
+        Ok(Ok(None)) => {
+            debug!("closed before CONNECT");
+            None
+        }
+        Ok(Ok(Some(Packet::Connect(connect)))) => Some(owned(connect)),
+        Ok(Ok(Some(other))) => {
+            warn!(
+                packet = other.name(),
+                "first packet is not CONNECT [MQTT-3.1.0-1]"
+            );
+            Stats::add(&ctx.stats.protocol_errors, 1);
+            None
+        }
+        Ok(Err(IoError::Decode(error))) => {
+            warn!(%error, "bad CONNECT");
+            Stats::add(&ctx.stats.protocol_errors, 1);
+            if stream.is_v5() {
+                // MQTT 5 answers a bad CONNECT with its reason ([MQTT-4.13.1-1] allows it).
+                refuse(ctx, stream, error.v5_reason(), None).await;
+            } else if error.connack_code().is_some() {
+                let reason = match error {
+                    crate::codec::DecodeError::EmptyClientId(_) => {
+                        ReasonCode::ClientIdentifierNotValid
+                    }
+                    _ => ReasonCode::UnsupportedProtocolVersion,
+                };
+                refuse(ctx, stream, reason, None).await;
+            }
+            None
+        }
+        Ok(Err(error)) => {
+            debug!(%error, "connection failed before CONNECT");
+            None
+        }
+    }
+}
+
+/// The client id, and whether the broker assigned it (the client sent none). `None` when the
+/// client was refused (CONNACK sent).
+async fn client_id(
+    ctx: &BrokerContext,
+    stream: &mut PacketStream,
+    connect: &Connect,
+    v5: bool,
+) -> Option<(ByteString, bool)> {
+    if !connect.client_id.is_empty() {
+        return Some((connect.client_id.clone(), false));
+    }
+    // MQTT 5 assigns an identifier whatever Clean Start says ([MQTT-3.1.3-7]); 3.1.1 only for a
+    // clean session ([MQTT-3.1.3-8]).
+    if !v5 && !connect.clean_start {
+        info!("refused: empty client id requires clean session [MQTT-3.1.3-8]");
+        refuse(ctx, stream, ReasonCode::ClientIdentifierNotValid, None).await;
+        return None;
+    }
+    Some((ctx.assign_client_id(), true))
+}
+
+/// What the authentication chain is asked about this CONNECT.
+fn auth_query(
+    connect: &Connect,
+    client_id: &str,
+    peer: &PeerInfo,
+    protocol: ProtocolVersion,
+    connection_id: u64,
+) -> AuthQuery {
+    let props = &connect.properties;
+    let facts = ConnectFacts {
+        client_id,
+        username: connect.username.as_deref(),
+        password: connect.password.as_deref(),
+        remote_addr: peer.addr,
+        listener: &peer.listener,
+        protocol,
+        tls_subject: peer.tls_subject.as_deref(),
+        clean_start: connect.clean_start,
+        keep_alive: connect.keep_alive,
+        connection_id,
+        auth_method: props.authentication_method.as_deref(),
+        auth_data: props.authentication_data.as_deref(),
+    };
+    let user_properties = props.user_properties.iter().map(|(k, v)| (&**k, &**v));
+    AuthQuery::new(facts, user_properties)
+}
+
+/// The session's terms, and the Session Expiry Interval accepted (0 for 3.1.1). 3.1.1 takes
+/// `session-expiry` for persistent sessions; MQTT 5 asks for its own, capped by
+/// `max-session-expiry` (the cap is announced in `connack`).
+fn session_terms(
+    connect: &Connect,
+    limits: &Limits,
+    v5: bool,
+    connack: &mut ConnAckProperties,
+) -> (SessionTerms, u32) {
+    if !v5 {
+        let terms = SessionTerms {
+            clean_start: connect.clean_start,
+            ends_with_connection: connect.clean_start,
+            expiry: (!limits.session_expiry.is_zero()).then_some(limits.session_expiry),
+        };
+        return (terms, 0);
+    }
+    let mut session_expiry = connect.properties.session_expiry_interval.unwrap_or(0);
+    let cap = u32::try_from(limits.max_session_expiry.as_secs()).unwrap_or(u32::MAX);
+    if cap > 0 && session_expiry > cap {
+        session_expiry = cap;
+        connack.session_expiry_interval = Some(cap);
+    }
+    let terms = SessionTerms {
+        clean_start: connect.clean_start,
+        ends_with_connection: session_expiry == 0,
+        expiry: (session_expiry != u32::MAX)
+            .then(|| Duration::from_secs(u64::from(session_expiry))),
+    };
+    (terms, session_expiry)
+}
+
+/// The keep alive in force: the client's, or for MQTT 5 the Server Keep Alive `max-keep-alive`
+/// imposes (announced in `connack`).
+fn keep_alive(
+    connect: &Connect,
+    limits: &Limits,
+    v5: bool,
+    connack: &mut ConnAckProperties,
+) -> u16 {
+    let keep_alive = connect.keep_alive;
+    if v5
+        && limits.max_keep_alive < u16::MAX
+        && (keep_alive == 0 || keep_alive > limits.max_keep_alive)
+    {
+        connack.server_keep_alive = Some(limits.max_keep_alive);
+        return limits.max_keep_alive;
+    }
+    keep_alive
+}
+
+/// Attaches the session (only after authentication allowed the client): a connection that owns
+/// the client id now is kicked (takeover) and given a few seconds to let go.
+async fn attach(
+    ctx: &BrokerContext,
+    client_id: &ByteString,
+    terms: SessionTerms,
+    owner: &Owner,
+) -> Attached {
+    let attached = ctx.sessions.attach(client_id, terms, owner.clone());
+    // A broker shutdown kicks the owners it finds in the registry after cancelling the token;
+    // one that attached too late for that sees the token cancelled here.
+    if ctx.shutdown.is_cancelled() {
+        attached.session.kick_owner(owner);
+    }
+    if let Some(previous) = &attached.previous_owner {
+        info!("session taken over from an existing connection");
+        if tokio::time::timeout(TAKEOVER_WAIT, previous.released())
+            .await
+            .is_err()
+        {
+            warn!("previous connection did not release the session in time");
+        }
+    }
+    if let Some(discarded) = &attached.discarded {
+        ctx.router.remove_session(discarded);
+    }
+    attached
+}
+
+/// The broker's MQTT 5 limits, announced in CONNACK.
+fn limits_to_connack(limits: &Limits, connack: &mut ConnAckProperties) {
+    connack.receive_maximum = (limits.receive_maximum < u16::MAX)
+        .then(|| std::num::NonZeroU16::new(limits.receive_maximum))
+        .flatten();
+    connack.maximum_packet_size = std::num::NonZeroU32::new(limits.max_packet_size);
+    connack.topic_alias_maximum =
+        (limits.topic_alias_maximum > 0).then_some(limits.topic_alias_maximum);
+    connack.shared_subscription_available = (!limits.shared_subscriptions).then_some(false);
 }
 
 /// Runs the authentication chain, and for an MQTT 5 CONNECT with an Authentication Method the

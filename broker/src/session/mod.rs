@@ -32,7 +32,7 @@ use crate::stats::{DropReason, Stats};
 
 pub(crate) use outgoing::{Awaiting, OutgoingWindow};
 pub(crate) use owner::Owner;
-pub(crate) use registry::{SessionRegistry, SessionTerms};
+pub(crate) use registry::{Attached, SessionRegistry, SessionTerms};
 pub(crate) use subscription::Subscription;
 
 /// Per-session limits, copied from the `limits` section of the config.
