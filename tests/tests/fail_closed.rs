@@ -22,6 +22,19 @@ async fn connack(broker: &TestBroker, connect: &Connect) -> u8 {
     RawClient::connect(broker.mqtt_addr(), connect).await.1.code
 }
 
+/// The plugin `alias`'s `last_error` as the admin API's ListPlugins reports it.
+async fn last_error(broker: &TestBroker, alias: &str) -> String {
+    let plugins = admin_client(broker)
+        .await
+        .list_plugins(admin::ListPluginsRequest::default())
+        .await
+        .expect("ListPlugins")
+        .into_inner()
+        .plugins;
+    let plugin = plugins.iter().find(|p| p.alias == alias).expect("listed");
+    plugin.last_error.clone()
+}
+
 #[tokio::test]
 async fn allow_anonymous_false_refuses_an_empty_username() {
     let broker = TestBroker::start(&broker_yaml(&[], "auth:\n  allow-anonymous: false\n")).await;
@@ -140,19 +153,10 @@ async fn an_authenticator_without_the_service_takes_on_error_and_says_why() {
             l.contains("fallback taken") && l.contains("does not implement")
         })
         .await;
-    let plugins = admin_client(&broker)
-        .await
-        .list_plugins(admin::ListPluginsRequest::default())
-        .await
-        .expect("ListPlugins")
-        .into_inner()
-        .plugins;
-    let sink = plugins.iter().find(|p| p.alias == "sink").expect("listed");
+    let last_error = last_error(&broker, "sink").await;
     assert!(
-        sink.last_error
-            .contains("does not implement midge.plugin.v1.Authenticator"),
-        "last_error: {:?}",
-        sink.last_error
+        last_error.contains("does not implement midge.plugin.v1.Authenticator"),
+        "last_error: {last_error:?}"
     );
 }
 
@@ -237,17 +241,9 @@ async fn a_plugin_that_refuses_its_config_takes_its_fallback_for_every_decision(
             l.contains("fallback taken") && l.contains("unknown field `fiel`")
         })
         .await;
-    let plugins = admin_client(&broker)
-        .await
-        .list_plugins(admin::ListPluginsRequest::default())
-        .await
-        .expect("ListPlugins")
-        .into_inner()
-        .plugins;
-    let picky = plugins.iter().find(|p| p.alias == "picky").expect("listed");
+    let last_error = last_error(&broker, "picky").await;
     assert!(
-        picky.last_error.contains("unknown field `fiel`"),
-        "last_error: {:?}",
-        picky.last_error
+        last_error.contains("unknown field `fiel`"),
+        "last_error: {last_error:?}"
     );
 }
