@@ -19,7 +19,7 @@ use crate::plugin::{ControlRequest, Lifecycle, PluginError, PluginManager};
 use crate::retained::MemoryRetainedStore;
 use crate::router::Router;
 use crate::session::{SessionLimits, SessionRegistry};
-use crate::stats::Stats;
+use crate::stats::{DROP_LOG_INTERVAL, Stats};
 use crate::{connection, control, sys_topics};
 
 /// How long shutdown waits for connections and tasks to finish before giving up on them.
@@ -74,11 +74,16 @@ impl Broker {
         let limits = SessionLimits {
             max_inflight: config.limits.max_inflight,
             max_queued: config.limits.max_queued_messages,
+            max_queued_bytes: config.limits.max_queued_bytes,
             queue_full_policy: config.limits.queue_full_policy,
         };
         let (plugins, controls) = PluginManager::new(&config)?;
         let router = Arc::new(Router::new(Arc::new(MemoryRetainedStore::default())));
-        let sessions = Arc::new(SessionRegistry::new(limits, stats.clone()));
+        let sessions = Arc::new(SessionRegistry::new(
+            limits,
+            config.limits.queued_bytes_budget,
+            stats.clone(),
+        ));
         let root = CancellationToken::new();
         let ctx = BrokerContext::new(
             Arc::new(config),
@@ -196,6 +201,20 @@ fn open_listeners(
         .filter(move |l| anonymous && !l.bind.ip().is_loopback())
 }
 
+/// Logs the sums of dropped messages every [`DROP_LOG_INTERVAL`] until `shutdown`, and once
+/// more then (see [`crate::stats::DropLog`]).
+async fn log_drops(ctx: Arc<BrokerContext>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(DROP_LOG_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = every.tick() => ctx.stats.drop_log.flush(),
+        }
+    }
+    ctx.stats.drop_log.flush();
+}
+
 /// Start, serve until `shutdown`, and close every client. Plugin tasks keep running.
 async fn serve(
     ctx: &Arc<BrokerContext>,
@@ -229,6 +248,7 @@ async fn serve(
         shutdown.clone(),
     ));
     tasks.spawn(expire_sessions(ctx.clone(), shutdown.clone()));
+    tasks.spawn(log_drops(ctx.clone(), shutdown.clone()));
     lifecycle(Lifecycle::PostStart).await;
 
     shutdown.cancelled().await;

@@ -14,12 +14,26 @@ use crate::plugin::cache::TopicCache;
 use crate::plugin::decision::Action;
 use crate::plugin::{MessageMoment, TopicQuery};
 use crate::router::Target;
-use crate::session::Session;
+use crate::session::{Backlog, Session};
+
+/// What a dispatch did: how many subscribers the message was queued for, and the queues it
+/// left over their bounds, which a publisher waits for before acknowledging
+/// ([`crate::backpressure`]).
+#[derive(Debug, Default)]
+pub(crate) struct Delivered {
+    /// Subscribers the message was delivered or queued to.
+    pub(crate) receivers: usize,
+    /// Sessions whose queue is now over its bounds.
+    pub(crate) backlog: Backlog,
+}
 
 /// Stores or clears the retained message (with its event), then delivers `message` to every
 /// subscriber allowed to receive it. The message has passed any PUBLISH check already.
-/// Returns how many subscribers it was delivered or queued to.
-pub(crate) async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &Message) -> usize {
+pub(crate) async fn dispatch(
+    ctx: &BrokerContext,
+    origin: Origin<'_>,
+    message: &Message,
+) -> Delivered {
     if let Some(stored) = ctx.router.retain(message, origin.client_id) {
         let moment = if stored {
             MessageMoment::RetainedStored
@@ -34,11 +48,12 @@ pub(crate) async fn dispatch(ctx: &BrokerContext, origin: Origin<'_>, message: &
 /// Delivers `message` to every subscriber allowed to receive it (the RECEIVE check when topic
 /// checks are on), without retained storage or events: the second half of [`dispatch`], and
 /// the whole of a `$SYS` update, which is the broker's own bookkeeping (no events) but reaches
-/// only subscribers the topic checks let read it. Returns how many subscribers it was
-/// delivered or queued to.
-pub(crate) async fn deliver(ctx: &BrokerContext, publisher: &str, message: &Message) -> usize {
+/// only subscribers the topic checks let read it.
+pub(crate) async fn deliver(ctx: &BrokerContext, publisher: &str, message: &Message) -> Delivered {
+    let mut backlog = Backlog::new();
     if !ctx.plugins.topic_check_enabled() {
-        return ctx.router.fan_out(message, publisher);
+        let receivers = ctx.router.fan_out(message, publisher, &mut backlog);
+        return Delivered { receivers, backlog };
     }
     // Cached verdicts decide inside the router's walk, without waiting; only the misses (and
     // shared groups, which need a pick among allowed members) are collected.
@@ -51,12 +66,17 @@ pub(crate) async fn deliver(ctx: &BrokerContext, publisher: &str, message: &Mess
                 .cached_verdict(session.decisions(), Action::Receive, &message.topic)
         },
         &mut unresolved,
+        &mut backlog,
     );
     if unresolved.is_empty() {
-        return receivers;
+        return Delivered { receivers, backlog };
     }
     // Boxed, so the checked path's state stays out of the publishing connection's task.
-    receivers + Box::pin(deliver_unresolved(ctx, message, unresolved)).await
+    let more = Box::pin(deliver_unresolved(ctx, message, unresolved, &mut backlog)).await;
+    Delivered {
+        receivers: receivers + more,
+        backlog,
+    }
 }
 
 /// Delivers to the subscribers no cached verdict decided: the misses are checked with the
@@ -66,6 +86,7 @@ async fn deliver_unresolved(
     ctx: &BrokerContext,
     message: &Message,
     unresolved: Vec<Target>,
+    backlog: &mut Backlog,
 ) -> usize {
     let mut receivers = 0;
     let shared_from = unresolved
@@ -74,7 +95,10 @@ async fn deliver_unresolved(
         .unwrap_or(unresolved.len());
     let (misses, shared) = unresolved.split_at(shared_from);
     let mut deliver = |target: &Target| {
-        if target.session.deliver(target.copy_of(message)).is_ok() {
+        if target
+            .session
+            .deliver_noting(target.copy_of(message), backlog)
+        {
             receivers += 1;
         }
     };

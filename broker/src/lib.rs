@@ -19,11 +19,13 @@
 //! - `retained`: the retained message store behind a trait.
 //! - `plugin`: the plugin manager, the only module that speaks the plugin contract: decisions
 //!   (authentication, topic checks) and events, domain types in and out.
-//! - `stats`: broker-wide counters.
-//! - `session`: per-client-id state that outlives connections; the session registry.
+//! - `stats`: broker-wide counters, and the rate-limited log of dropped messages.
+//! - `session`: per-client-id state that outlives connections; the session registry; the flow
+//!   control of its queues (bounds, the broker-wide byte budget).
 //! - `router`: the subscription tree and the fan-out of published messages.
 //! - `context`: the state every connection shares, and the broker's shutdown token and tasks.
 //! - `dispatch`: one accepted message: retained store, events, checked delivery.
+//! - `backpressure`: a publisher waits for the full subscriber queues its message went to.
 //! - `control`: applying the control messages plugins send.
 //! - `sys_topics`: the `$SYS` publisher.
 //! - `listener`: TCP / TLS / WebSocket accept loops that hand transports to connections.
@@ -33,6 +35,7 @@
 //! - `broker`: ties it together: [`Broker::new`], [`Broker::run`] and the shutdown tree.
 
 mod admin;
+mod backpressure;
 mod broker;
 pub mod codec;
 pub mod config;

@@ -362,7 +362,9 @@ impl BrokerAdmin for AdminService {
         self.ctx
             .plugins
             .emit_message(pb::EventKind::MessageBroadcast, Origin::default(), &message);
-        let receivers = dispatch::dispatch(&self.ctx, Origin::default(), &message).await;
+        let receivers = dispatch::dispatch(&self.ctx, Origin::default(), &message)
+            .await
+            .receivers;
         Ok(Response::new(admin_pb::PublishResponse {
             receivers: saturate(receivers),
         }))

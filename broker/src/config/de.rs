@@ -318,6 +318,20 @@ pub(super) fn max_keep_alive<'de, D: Deserializer<'de>>(deserializer: D) -> Resu
     bounded(deserializer, 1, Some(u16::MAX.into()))
 }
 
+/// Deserializes `max-queued-bytes`.
+pub(super) fn max_queued_bytes<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<usize, D::Error> {
+    bounded(deserializer, 1024, None)
+}
+
+/// Deserializes `queued-bytes-budget`.
+pub(super) fn queued_bytes_budget<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<usize, D::Error> {
+    bounded(deserializer, 1 << 20, None)
+}
+
 /// Deserializes `max-queued-messages`.
 pub(super) fn max_queued_messages<'de, D: Deserializer<'de>>(
     deserializer: D,

@@ -212,9 +212,25 @@ pub struct Limits {
     /// window is full (`max-queued-messages`). Default `1000`; at least 1 (no unbounded queues).
     #[serde(deserialize_with = "de::max_queued_messages")]
     pub max_queued_messages: usize,
-    /// Which message is dropped when a session's queue is full (`queue-full-policy`).
-    /// Default `drop-newest`, as mosquitto does.
+    /// Bytes of undelivered messages kept per session (`max-queued-bytes`): topic and payload
+    /// of each queued message plus a fixed overhead. Default `16777216` (16 MiB); at least 1024.
+    /// A queue holds at least one message whatever its size.
+    #[serde(deserialize_with = "de::max_queued_bytes")]
+    pub max_queued_bytes: usize,
+    /// Bytes of undelivered messages kept by all sessions together (`queued-bytes-budget`), the
+    /// broker-wide bound on queue memory. Default `1073741824` (1 GiB); at least 1 MiB. Offline
+    /// sessions may fill three quarters of it; the rest is kept for online subscribers.
+    #[serde(deserialize_with = "de::queued_bytes_budget")]
+    pub queued_bytes_budget: usize,
+    /// Which QoS 0 message is dropped when a session's queue is full (`queue-full-policy`).
+    /// Default `drop-newest`, as mosquitto does. QoS 1/2 messages for a connected client are
+    /// never dropped: the publisher waits instead (see `slow-consumer-timeout`).
     pub queue_full_policy: QueueFullPolicy,
+    /// How long a publisher may wait for a connected subscriber's full queue to drain before
+    /// that subscriber is disconnected as a slow consumer (`slow-consumer-timeout`; MQTT 5:
+    /// DISCONNECT 0x97; a persistent session is kept). Default `10s`; longer than zero.
+    #[serde(deserialize_with = "duration::deserialize_non_zero")]
+    pub slow_consumer_timeout: Duration,
     /// How long a persistent (clean-session 0) session outlives its client's disconnection
     /// (`session-expiry`). Default `0s`, which means forever, as mosquitto does.
     #[serde(deserialize_with = "duration::deserialize")]
@@ -250,7 +266,10 @@ impl Default for Limits {
             max_packet_size: 1_048_576,
             max_inflight: 32,
             max_queued_messages: 1000,
+            max_queued_bytes: 16 << 20,
+            queued_bytes_budget: 1 << 30,
             queue_full_policy: QueueFullPolicy::DropNewest,
+            slow_consumer_timeout: Duration::from_secs(10),
             session_expiry: Duration::ZERO,
             receive_maximum: 1024,
             topic_alias_maximum: 10,

@@ -80,7 +80,10 @@ limits:
   max-packet-size: 64
   max-inflight: 65535
   max-queued-messages: 1
+  max-queued-bytes: 2048
+  queued-bytes-budget: 1048576
   queue-full-policy: drop-oldest
+  slow-consumer-timeout: 2s
   session-expiry: 2h
   receive-maximum: 10
   topic-alias-maximum: 0
@@ -116,7 +119,10 @@ topic-check:
             max_packet_size: 64,
             max_inflight: 65535,
             max_queued_messages: 1,
+            max_queued_bytes: 2048,
+            queued_bytes_budget: 1 << 20,
             queue_full_policy: QueueFullPolicy::DropOldest,
+            slow_consumer_timeout: Duration::from_secs(2),
             session_expiry: Duration::from_secs(7200),
             receive_maximum: 10,
             topic_alias_maximum: 0,

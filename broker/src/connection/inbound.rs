@@ -11,6 +11,7 @@ use tracing::{debug, info, warn};
 
 use super::Exit;
 use super::io::PacketStream;
+use crate::backpressure;
 use crate::codec::QoS;
 use crate::codec::v5::{
     AckProperties, Packet, PubResponse, Publish, ReasonCode, RetainHandling, SubAck, Subscribe,
@@ -233,7 +234,8 @@ impl Connection {
 
     /// PUBLISH: resolves the MQTT 5 topic alias, fires `message_received` (denied ones too),
     /// runs the PUBLISH check (a denied message is dropped, not retained), then
-    /// `message_broadcast` and dispatch; the QoS acknowledgement carries the outcome for MQTT 5
+    /// `message_broadcast` and dispatch; when that left subscriber queues over their bounds,
+    /// waits for them ([`backpressure`]); the QoS acknowledgement carries the outcome for MQTT 5
     /// (0x87 not authorized, 0x10 no matching subscribers).
     async fn on_publish(
         &mut self,
@@ -310,8 +312,15 @@ impl Connection {
             );
         }
         plugins.message(MessageMoment::Broadcast, origin, &message);
-        let receivers = dispatch::dispatch(&self.ctx, origin, &message).await;
-        let reason = if receivers == 0 {
+        let delivered = dispatch::dispatch(&self.ctx, origin, &message).await;
+        if !delivered.backlog.is_empty() {
+            // Flow control: the acknowledgement (and the next packet) waits for the full
+            // subscriber queues this message went to. Boxed: only under pressure.
+            let owner = self.session.owner();
+            let wait = backpressure::wait_for_room(&self.ctx, owner.as_ref(), delivered.backlog);
+            Box::pin(wait).await;
+        }
+        let reason = if delivered.receivers == 0 {
             ReasonCode::NoMatchingSubscribers
         } else {
             ReasonCode::Success

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use bytestring::ByteString;
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, info, warn};
 
@@ -54,6 +55,9 @@ pub(crate) enum Exit {
     TakenOver,
     /// Disconnected by the admin API or a plugin's `DisconnectControl`: the will is published.
     Kicked,
+    /// Disconnected because its queue did not drain while publishers waited
+    /// (`slow-consumer-timeout`): the will is published, a persistent session kept.
+    SlowConsumer,
     /// The broker is shutting down: no will ([MQTT-3.1.2-8] lists only client-side causes).
     Shutdown,
     /// A malformed or protocol-violating packet; the MQTT 5 reason sent in DISCONNECT.
@@ -70,7 +74,7 @@ impl Exit {
             Exit::Closed | Exit::IoError => DisconnectReason::Abnormal,
             Exit::KeepAliveTimeout => DisconnectReason::KeepaliveTimeout,
             Exit::TakenOver => DisconnectReason::TakenOver,
-            Exit::Kicked => DisconnectReason::Kicked,
+            Exit::Kicked | Exit::SlowConsumer => DisconnectReason::Kicked,
             Exit::Shutdown => DisconnectReason::Shutdown,
             Exit::ProtocolError(_) => DisconnectReason::ProtocolError,
         }
@@ -84,6 +88,7 @@ impl Exit {
             Exit::KeepAliveTimeout => Some(ReasonCode::KeepAliveTimeout),
             Exit::TakenOver => Some(ReasonCode::SessionTakenOver),
             Exit::Kicked => Some(ReasonCode::AdministrativeAction),
+            Exit::SlowConsumer => Some(ReasonCode::QuotaExceeded),
             Exit::Shutdown => Some(ReasonCode::ServerShuttingDown),
             Exit::ProtocolError(reason) => Some(reason),
         }
@@ -308,6 +313,9 @@ async fn close(live: &mut Live, exit: Exit) {
         // `queue` writes nothing for them.
         let reason_string = match exit {
             Exit::Kicked => session.take_kick_reason(),
+            Exit::SlowConsumer => Some(ByteString::from_static(
+                "slow consumer: the queue did not drain within slow-consumer-timeout",
+            )),
             _ => None,
         };
         let disconnect = v5::Packet::Disconnect(v5::Disconnect {
@@ -448,6 +456,8 @@ fn source(conn: &inbound::Connection, connection_id: u64) -> PacketSource<'_> {
 fn kicked(conn: &inbound::Connection) -> Exit {
     if conn.ctx().shutdown.is_cancelled() {
         Exit::Shutdown
+    } else if conn.session().owner().is_some_and(|o| o.is_slow_consumer()) {
+        Exit::SlowConsumer
     } else if conn.session().owner().is_some_and(|o| o.is_kicked()) {
         Exit::Kicked
     } else {

@@ -34,7 +34,11 @@
 //! | `midge_bytes_sent_total` | counter | | bytes written to clients |
 //! | `midge_messages_received_total` | counter | | PUBLISH packets received from clients |
 //! | `midge_messages_delivered_total` | counter | | PUBLISH packets sent to clients |
-//! | `midge_messages_dropped_total` | counter | `reason`: `queue_full`, `offline_qos0` | messages not queued for a subscriber |
+//! | `midge_messages_dropped_total` | counter | `reason`: `queue_full`, `memory_budget`, `offline_qos0`, `expired`, `too_large` | messages not queued for a subscriber (each also logged, rate-limited) |
+//! | `midge_slow_consumers_total` | counter | | subscribers disconnected because their queue did not drain within `slow-consumer-timeout` |
+//! | `midge_publisher_waits_total` | counter | | times a publisher waited for a full subscriber queue (flow control) |
+//! | `midge_publisher_wait_milliseconds_total` | counter | | time publishers spent waiting for full queues |
+//! | `midge_queued_bytes` | gauge | | bytes of messages queued in sessions, against `queued-bytes-budget` |
 //! | `midge_retained_messages` | gauge | | retained messages stored |
 //! | `midge_subscriptions` | gauge | | subscriptions of all sessions |
 //! | `midge_sessions` | gauge | | sessions stored, online and offline |
@@ -431,6 +435,10 @@ impl Collector for BrokerCollector {
                     get(&s.dropped_queue_full),
                 ),
                 (
+                    vec![("reason", "memory_budget".to_owned())],
+                    get(&s.dropped_memory_budget),
+                ),
+                (
                     vec![("reason", "offline_qos0".to_owned())],
                     get(&s.dropped_offline_qos0),
                 ),
@@ -443,6 +451,30 @@ impl Collector for BrokerCollector {
                     get(&s.dropped_too_large),
                 ),
             ],
+        )?;
+        counter(
+            &mut e,
+            "midge_slow_consumers",
+            "Subscribers disconnected because their queue did not drain in slow-consumer-timeout.",
+            one(get(&s.slow_consumers)),
+        )?;
+        counter(
+            &mut e,
+            "midge_publisher_waits",
+            "Times a publisher waited for a full subscriber queue (flow control).",
+            one(get(&s.publisher_waits)),
+        )?;
+        counter(
+            &mut e,
+            "midge_publisher_wait_milliseconds",
+            "Time publishers spent waiting for full subscriber queues.",
+            one(get(&s.publisher_wait_micros) / 1000),
+        )?;
+        gauge(
+            &mut e,
+            "midge_queued_bytes",
+            "Bytes of messages queued in sessions (bounded by queued-bytes-budget).",
+            one(int(ctx.sessions.budget().used())),
         )?;
         gauge(
             &mut e,

@@ -31,7 +31,7 @@ use smallvec::SmallVec;
 use crate::codec::QoS;
 use crate::message::{Message, SharedOrigin, SubscriptionIds};
 use crate::retained::RetainedStore;
-use crate::session::{Session, Subscription};
+use crate::session::{Backlog, Session, Subscription};
 use subscriptions::{Hit, SharedGroup, Subscriber, SubscriptionTree};
 
 /// One session's copy of a message: the merge of every non-shared subscription of that session
@@ -126,8 +126,14 @@ impl Router {
     /// matching subscription QoS), with the retain flag cleared unless asked to keep it
     /// ([MQTT-3.3.1-9]), skipping No Local subscriptions of the publisher `publisher`, and one
     /// copy for one member of each matching shared subscription group. Returns the number of
-    /// copies queued. This is the path without per-subscriber checks.
-    pub(crate) fn fan_out(&self, message: &Message, publisher: &str) -> usize {
+    /// copies queued. Sessions whose queue this leaves over its bounds are added to `backlog`
+    /// (the publisher waits for them). This is the path without per-subscriber checks.
+    pub(crate) fn fan_out(
+        &self,
+        message: &Message,
+        publisher: &str,
+        backlog: &mut Backlog,
+    ) -> usize {
         let tree = self.tree.read();
         let mut delivered = 0;
         for_each_target(
@@ -138,7 +144,7 @@ impl Router {
                 let mut copy = message.for_subscriber(qos, message.retain && rap);
                 copy.subscription_ids = ids;
                 copy.shared_origin = shared.cloned();
-                if session.deliver(copy).is_ok() {
+                if session.deliver_noting(copy, backlog) {
                     delivered += 1;
                 }
             },
@@ -166,6 +172,7 @@ impl Router {
         publisher: &str,
         mut cached: impl FnMut(&Arc<Session>) -> Option<bool>,
         unresolved: &mut Vec<Target>,
+        backlog: &mut Backlog,
     ) -> usize {
         let tree = self.tree.read();
         let mut delivered = 0;
@@ -180,7 +187,7 @@ impl Router {
                         Some(true) => {
                             let mut copy = message.for_subscriber(qos, message.retain && rap);
                             copy.subscription_ids = ids;
-                            if session.deliver(copy).is_ok() {
+                            if session.deliver_noting(copy, backlog) {
                                 delivered += 1;
                             }
                             return;

@@ -23,11 +23,12 @@ impl Fixture {
         let limits = SessionLimits {
             max_inflight: 16,
             max_queued: 100,
+            max_queued_bytes: 1 << 20,
             queue_full_policy: QueueFullPolicy::DropNewest,
         };
         Fixture {
             router: Router::new(Arc::new(MemoryRetainedStore::default())),
-            sessions: SessionRegistry::new(limits, stats),
+            sessions: SessionRegistry::new(limits, 1 << 30, stats),
             next_connection: 1,
         }
     }
@@ -60,15 +61,15 @@ impl Fixture {
 
     fn publish(&self, topic: &str, qos: QoS) -> usize {
         let message = Message::new(topic.into(), Bytes::from_static(b"x"), qos, false);
-        self.router.fan_out(&message, "publisher")
+        self.router.fan_out(&message, "publisher", &mut Vec::new())
     }
 
     fn publish_checked(&self, topic: &str, qos: QoS) -> Vec<Target> {
         let message = Message::new(topic.into(), Bytes::from_static(b"x"), qos, false);
         let mut out = Vec::new();
-        let queued = self
-            .router
-            .fan_out_cached(&message, "publisher", |_| None, &mut out);
+        let queued =
+            self.router
+                .fan_out_cached(&message, "publisher", |_| None, &mut out, &mut Vec::new());
         assert_eq!(queued, 0, "nothing is decided without verdicts");
         out
     }
@@ -101,6 +102,7 @@ fn cached_verdicts_deliver_or_skip_and_the_rest_is_left_to_the_caller() {
             _ => None,
         },
         &mut unresolved,
+        &mut Vec::new(),
     );
     assert_eq!(queued, 1);
     assert_eq!(allowed.queued_len(), 1);

@@ -6,6 +6,7 @@
 //! write buffer ([`Session::fill_outbound`]). The same queue holds messages while the client is
 //! offline, so online and offline delivery are one mechanism.
 
+mod flow;
 mod outgoing;
 mod owner;
 mod registry;
@@ -30,6 +31,11 @@ use crate::outbound::{Encoded, Outbound};
 use crate::plugin::cache::TopicCache;
 use crate::stats::{DropReason, Stats};
 
+pub(crate) use flow::{QueueBudget, Queued};
+
+/// Sessions whose queue a delivery left over its bounds: the queues a publisher waits for
+/// before acknowledging (see [`flow`]).
+pub(crate) type Backlog = Vec<Arc<Session>>;
 pub(crate) use outgoing::{Awaiting, OutgoingWindow};
 pub(crate) use owner::Owner;
 pub(crate) use registry::{Attached, SessionRegistry, SessionTerms};
@@ -42,6 +48,8 @@ pub(crate) struct SessionLimits {
     pub(crate) max_inflight: u16,
     /// Messages waiting to be sent, online or offline (`max-queued-messages`).
     pub(crate) max_queued: usize,
+    /// Bytes of messages waiting to be sent (`max-queued-bytes`, see [`flow::cost`]).
+    pub(crate) max_queued_bytes: usize,
     /// What to drop when the queue is full (`queue-full-policy`).
     pub(crate) queue_full_policy: QueueFullPolicy,
 }
@@ -160,11 +168,21 @@ pub(crate) struct Session {
     /// `max-queued-messages`, capped at `u32::MAX` (8 bytes with the policy instead of the 16
     /// of [`SessionLimits`]: every session carries them).
     max_queued: u32,
+    /// `max-queued-bytes`, capped at `u32::MAX`.
+    max_queued_bytes: u32,
     queue_full_policy: QueueFullPolicy,
     state: Mutex<SessionState>,
     wake: Notify,
     stats: Arc<Stats>,
+    budget: Arc<QueueBudget>,
     decisions: TopicCache,
+}
+
+impl Drop for Session {
+    /// Gives the bytes still queued back to the budget.
+    fn drop(&mut self) {
+        self.budget.release(self.state.get_mut().queued_bytes);
+    }
 }
 
 /// The mutable part of a session. Locked only for short, await-free sections.
@@ -186,6 +204,11 @@ pub(crate) struct SessionState {
     pub(crate) subscriptions: HashMap<ByteString, Subscription>,
     /// Messages not yet sent, oldest first.
     queue: VecDeque<Message>,
+    /// Bytes of `queue` ([`flow::cost`] of each message), also counted in the budget.
+    queued_bytes: usize,
+    /// A delivery found the queue over its bounds while the client was online: publishers may
+    /// be waiting for it to drain (see [`flow`]).
+    pressed: bool,
     /// Sent QoS 1/2 messages awaiting acknowledgement.
     pub(crate) outgoing: OutgoingWindow,
     /// Incoming QoS 2 packet ids received and not yet released by PUBREL.
@@ -211,11 +234,13 @@ impl Session {
         clean: bool,
         limits: SessionLimits,
         stats: Arc<Stats>,
+        budget: Arc<QueueBudget>,
     ) -> Self {
         Session {
             id,
             client_id,
             max_queued: u32::try_from(limits.max_queued).unwrap_or(u32::MAX),
+            max_queued_bytes: u32::try_from(limits.max_queued_bytes).unwrap_or(u32::MAX),
             queue_full_policy: limits.queue_full_policy,
             state: Mutex::new(SessionState {
                 clean,
@@ -224,6 +249,8 @@ impl Session {
                 kick_reason: None,
                 subscriptions: HashMap::new(),
                 queue: VecDeque::new(),
+                queued_bytes: 0,
+                pressed: false,
                 outgoing: OutgoingWindow::new(limits.max_inflight),
                 incoming_qos2: PacketIds::default(),
                 owner: None,
@@ -236,6 +263,7 @@ impl Session {
             decisions: TopicCache::default(),
             wake: Notify::new(),
             stats,
+            budget,
         }
     }
 
@@ -260,40 +288,147 @@ impl Session {
     }
 
     /// Queues `message` (already downgraded to the subscription's QoS) for this client and wakes
-    /// its connection.
-    ///
-    /// Full-queue decision: `drop-newest` refuses the new message, `drop-oldest` evicts the oldest
-    /// queued one; either way the drop is counted in [`Stats`]. QoS 0 messages for an offline client
-    /// are dropped and counted.
-    pub(crate) fn deliver(&self, message: Message) -> Result<(), DropReason> {
-        let online = {
+    /// its connection, or drops it (counted and logged), following the policy of [`flow`]:
+    /// QoS 1/2 for a connected client is always queued, [`Queued::Full`] telling the publisher
+    /// to wait when the queue is over its bounds. QoS 1/2 for an offline session, and QoS 0 for
+    /// a connected client, are bounded by the queue and the budget (offline sessions: their
+    /// share of it): `queue-full-policy` then drops the new message, or the oldest queued one
+    /// (for a connected client only a QoS 0 one). QoS 0 for an offline client is dropped.
+    pub(crate) fn deliver(&self, message: Message) -> Result<Queued, DropReason> {
+        let cost = flow::cost(&message);
+        let mut evicted = None;
+        let (online, outcome, refused) = {
             let mut state = self.state.lock();
+            let state = &mut *state;
             let online = state.owner.is_some() && !state.closing;
-            if !online && message.qos == QoS::AtMostOnce {
-                drop(state);
-                self.stats.dropped(DropReason::OfflineQos0);
-                return Err(DropReason::OfflineQos0);
-            }
-            if state.queue.len() >= self.max_queued as usize {
-                match self.queue_full_policy {
-                    QueueFullPolicy::DropNewest => {
-                        drop(state);
-                        self.stats.dropped(DropReason::QueueFull);
-                        return Err(DropReason::QueueFull);
-                    }
-                    QueueFullPolicy::DropOldest => {
-                        state.queue.pop_front();
-                        self.stats.dropped(DropReason::QueueFull);
-                    }
+            // A queue always takes one message, whatever its size.
+            let full = !state.queue.is_empty()
+                && (state.queue.len() >= self.max_queued as usize
+                    || state.queued_bytes + cost > self.max_queued_bytes as usize);
+            let over_budget = self.budget.would_exceed(cost);
+            let outcome = if !online && message.qos == QoS::AtMostOnce {
+                Err(DropReason::OfflineQos0)
+            } else if online && message.qos != QoS::AtMostOnce {
+                // Never dropped: the publisher waits instead (see `flow`).
+                if full || over_budget {
+                    state.pressed = true;
+                    Ok(Queued::Full)
+                } else {
+                    Ok(Queued::Ok)
                 }
-            }
-            state.queue.push_back(message);
-            online
+            } else {
+                // QoS 0 for a connected client, or QoS 1/2 for an offline session: bounded by
+                // the queue and the budget (offline: its share), dropped by the policy.
+                let limit = if full {
+                    Some(DropReason::QueueFull)
+                } else if (online && over_budget) || (!online && !self.budget.offline_room(cost)) {
+                    Some(DropReason::MemoryBudget)
+                } else {
+                    None
+                };
+                // Drop-oldest evicts the oldest message, unless a publisher was promised that
+                // one (QoS 1/2 queued while the client was connected).
+                let evictable = |m: &Message| !online || m.qos == QoS::AtMostOnce;
+                match limit {
+                    None => Ok(Queued::Ok),
+                    Some(_)
+                        if self.queue_full_policy == QueueFullPolicy::DropOldest
+                            && state.queue.front().is_some_and(evictable) =>
+                    {
+                        evicted = state.queue.pop_front();
+                        if let Some(old) = &evicted {
+                            let old_cost = flow::cost(old);
+                            state.queued_bytes -= old_cost;
+                            self.budget.release(old_cost);
+                        }
+                        Ok(Queued::Ok)
+                    }
+                    Some(reason) => Err(reason),
+                }
+            };
+            let refused = match outcome {
+                Ok(_) => {
+                    state.queued_bytes += cost;
+                    self.budget.take(cost, over_budget && online);
+                    state.queue.push_back(message);
+                    None
+                }
+                Err(_) => Some(message),
+            };
+            (online, outcome, refused)
         };
-        if online {
-            self.wake.notify_one();
+        if let Some(old) = evicted {
+            self.count_drop(DropReason::QueueFull, &old);
         }
-        Ok(())
+        match (outcome, refused) {
+            (Err(reason), Some(message)) => self.count_drop(reason, &message),
+            _ if online => self.wake.notify_one(),
+            _ => {}
+        }
+        outcome
+    }
+
+    /// [`deliver`](Self::deliver) for a publisher that can wait: a delivery that leaves this
+    /// queue over its bounds adds the session to `backlog`, the queues the publisher is to wait
+    /// for. Returns whether the message was queued.
+    pub(crate) fn deliver_noting(
+        self: &Arc<Self>,
+        message: Message,
+        backlog: &mut Backlog,
+    ) -> bool {
+        match self.deliver(message) {
+            Ok(Queued::Ok) => true,
+            Ok(Queued::Full) => {
+                backlog.push(self.clone());
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Counts and logs `message` as dropped for this client.
+    fn count_drop(&self, reason: DropReason, message: &Message) {
+        self.stats
+            .dropped(reason, &self.client_id, &message.topic, message.qos as u8);
+    }
+
+    /// Whether publishers held by this session's full queue may go on: the queue drained to
+    /// its low mark, or the client is offline (deliveries then follow the offline policy).
+    pub(crate) fn has_drained(&self) -> bool {
+        let state = self.state.lock();
+        !state.pressed || state.owner.is_none() || state.closing || self.below_low_mark(&state)
+    }
+
+    fn below_low_mark(&self, state: &SessionState) -> bool {
+        let low = |bound: u32| bound as usize / flow::DRAINED_DEN * flow::DRAINED_NUM;
+        state.queue.len() <= low(self.max_queued)
+            && state.queued_bytes <= low(self.max_queued_bytes)
+    }
+
+    /// Disconnects the attached connection as a slow consumer (see
+    /// [`Owner::is_slow_consumer`]), if it is still pressed: its queue did not drain while a
+    /// publisher waited. Returns whether it was kicked.
+    pub(crate) fn kick_slow_consumer(&self) -> bool {
+        let owner = {
+            let state = self.state.lock();
+            if !state.pressed || state.closing || self.below_low_mark(&state) {
+                return false;
+            }
+            match state.owner.clone() {
+                Some(owner) => owner,
+                None => return false,
+            }
+        };
+        owner.mark_slow_consumer();
+        self.kick_owner(&owner);
+        true
+    }
+
+    /// Lets publishers held by this session go on (it went offline).
+    pub(crate) fn release_publishers(&self) {
+        if self.with_state(|st| std::mem::take(&mut st.pressed)) {
+            self.budget.wake();
+        }
     }
 
     /// Marks the session offline for deliveries while connection `connection_id`, still its
@@ -304,6 +439,7 @@ impl Session {
                 st.closing = true;
             }
         });
+        self.release_publishers();
     }
 
     /// Waits until a message was queued for this session.
@@ -329,18 +465,23 @@ impl Session {
         let mut state = self.state.lock();
         let state = &mut *state;
         let now = Instant::now();
+        let mut released = 0;
+        // Silly-window avoidance: QoS 1/2 sending starts again only once a batch of the window
+        // is free (see `OutgoingWindow::has_batch_room`), then fills it.
+        let mut window_open = state.outgoing.has_batch_room();
         while buf.len() < max_bytes {
             let Some(front) = state.queue.front() else {
                 break;
             };
-            if front.qos != QoS::AtMostOnce && !state.outgoing.has_room() {
+            if front.qos != QoS::AtMostOnce && !(window_open && state.outgoing.has_room()) {
                 break;
             }
             let Some(message) = state.queue.pop_front() else {
                 break;
             };
+            released += flow::cost(&message);
             if message.is_expired(now) {
-                self.stats.dropped(DropReason::Expired);
+                self.count_drop(DropReason::Expired, &message);
                 continue;
             }
             let packet_id =
@@ -348,7 +489,7 @@ impl Session {
             match out.encode(&message, packet_id, false, now, buf) {
                 Ok(Encoded::Written) => written += 1,
                 Ok(Encoded::TooLarge) => {
-                    self.stats.dropped(DropReason::TooLarge);
+                    self.count_drop(DropReason::TooLarge, &message);
                     if let Some(id) = packet_id {
                         state.outgoing.forget(id);
                     }
@@ -362,12 +503,21 @@ impl Session {
                 }
             }
         }
-        let more = state
-            .queue
-            .front()
-            .is_some_and(|m| m.qos == QoS::AtMostOnce || state.outgoing.has_room());
+        window_open = window_open || state.outgoing.has_batch_room();
+        let more = state.queue.front().is_some_and(|m| {
+            m.qos == QoS::AtMostOnce || (window_open && state.outgoing.has_room())
+        });
+        state.queued_bytes -= released;
+        self.budget.release(released);
+        let unblock = state.pressed && self.below_low_mark(state);
+        if unblock {
+            state.pressed = false;
+        }
         if more {
             self.wake.notify_one();
+        }
+        if unblock {
+            self.budget.wake();
         }
         written
     }

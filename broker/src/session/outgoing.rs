@@ -50,6 +50,17 @@ impl OutgoingWindow {
         self.entries.len() < usize::from(self.capacity)
     }
 
+    /// Whether enough of the window is free to start sending QoS 1/2 messages again: a quarter
+    /// of it (at least one slot), or all of it. Sending one message per freed slot would make
+    /// one small write per acknowledgement (the silly-window pattern); waiting for a batch
+    /// makes one write per batch. Once started, a refill goes on while
+    /// [`has_room`](Self::has_room).
+    pub(crate) fn has_batch_room(&self) -> bool {
+        let capacity = usize::from(self.capacity);
+        let free = capacity.saturating_sub(self.entries.len());
+        self.entries.is_empty() || free >= (capacity / 4).max(1)
+    }
+
     /// Number of unacknowledged messages.
     pub(crate) fn len(&self) -> usize {
         self.entries.len()

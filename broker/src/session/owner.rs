@@ -58,6 +58,9 @@ impl OwnerFlag for Released {
     const BIT: u8 = 2;
 }
 
+/// The connection is kicked as a slow consumer: [`Owner::mark_slow_consumer`].
+const SLOW_CONSUMER: u8 = 4;
+
 impl Owner {
     /// A new owner for connection `connection_id`, neither kicked nor released.
     pub(crate) fn new(connection_id: u64) -> Self {
@@ -99,6 +102,17 @@ impl Owner {
                 Poll::Pending
             }
         })
+    }
+
+    /// Marks the connection as kicked for being a slow consumer (its queue did not drain while
+    /// publishers waited); the kick itself follows ([`Session::kick_slow_consumer`]).
+    pub(super) fn mark_slow_consumer(&self) {
+        self.signals.flags.fetch_or(SLOW_CONSUMER, Ordering::SeqCst);
+    }
+
+    /// Whether the kick was for being a slow consumer.
+    pub(crate) fn is_slow_consumer(&self) -> bool {
+        self.signals.flags.load(Ordering::SeqCst) & SLOW_CONSUMER != 0
     }
 
     /// Called by the connection once it has stopped touching the session.

@@ -15,7 +15,7 @@ use bytestring::ByteString;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use super::{Owner, Session, SessionLimits};
+use super::{Owner, QueueBudget, Session, SessionLimits};
 use crate::stats::Stats;
 
 /// How a connection wants its session kept: its CONNECT's clean start and expiry.
@@ -78,17 +78,29 @@ pub(crate) struct SessionRegistry {
     next_id: AtomicU64,
     limits: SessionLimits,
     stats: Arc<Stats>,
+    budget: Arc<QueueBudget>,
 }
 
 impl SessionRegistry {
-    /// An empty registry; new sessions get `limits`.
-    pub(crate) fn new(limits: SessionLimits, stats: Arc<Stats>) -> Self {
+    /// An empty registry; new sessions get `limits` and draw from one budget of
+    /// `queued_bytes_budget` bytes.
+    pub(crate) fn new(
+        limits: SessionLimits,
+        queued_bytes_budget: usize,
+        stats: Arc<Stats>,
+    ) -> Self {
         SessionRegistry {
             sessions: Mutex::new(HashSet::new()),
             next_id: AtomicU64::new(1),
             limits,
             stats,
+            budget: Arc::new(QueueBudget::new(queued_bytes_budget)),
         }
+    }
+
+    /// The queue budget every session draws from.
+    pub(crate) fn budget(&self) -> &QueueBudget {
+        &self.budget
     }
 
     /// Attaches the connection `owner` to `client_id`: kicks any connection that owns it now
@@ -125,6 +137,7 @@ impl SessionRegistry {
                     clean,
                     self.limits,
                     self.stats.clone(),
+                    self.budget.clone(),
                 ));
                 sessions.replace(Stored(session.clone()));
                 // Clean Start ends the stored session: a will still waiting for its delay is
@@ -181,6 +194,7 @@ impl SessionRegistry {
         })?;
         // Cached topic decisions belong to the connection, not the stored session.
         session.decisions().clear();
+        session.release_publishers();
         if clean
             && sessions
                 .get(&**session.client_id())
