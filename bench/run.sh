@@ -1,22 +1,32 @@
 #!/usr/bin/env bash
 # Midge vs mosquitto vs rumqttd, side by side, on 127.0.0.1. See bench/README.md.
 #
-#   bench/run.sh                 # full run: REPS=3, 10 s per throughput run (~30 min)
-#   QUICK=1 bench/run.sh         # smoke: 1 repetition, short runs, smaller counts (~5 min)
+#   bench/run.sh                 # full run, both profiles: REPS=3, 10 s per throughput run (~1 h)
+#   QUICK=1 bench/run.sh         # smoke: 1 repetition, short runs, smaller counts (~7 min)
+#   PROFILE=defaults bench/run.sh  # only the brokers' out-of-the-box configs, with the floors
+#
+# Two profiles of broker configuration (bench/README.md lists every setting):
+#   defaults  each broker's own out-of-the-box configuration, only its listeners moved to
+#             127.0.0.1 and bench ports; the report checks issue #16's floors on it
+#   tuned     every broker tuned as before: in-flight windows of 100, queues unbounded or 100,000
+# Scenarios, connection counts and windows are the same in both.
 #
 # Each broker is started fresh for every scenario run, pinned to CPU $BROKER_CPU; the load
 # generator (and the stand-in plugins) run on CPU $LOADGEN_CPU. Repetitions are interleaved:
-# for each repetition, for each scenario, each broker in turn (rotated per repetition).
+# for each repetition, for each profile, for each scenario, each broker in turn (rotated per
+# repetition).
 # Results: bench/results/<timestamp>.{json,md} plus bench/results/<timestamp>/ (raw lines,
 # configs, logs). Exit status 1 if any run failed (lost or duplicated messages, a broker that
-# did not start, ...).
+# did not start, ...) in any profile, or, with FLOORS=enforce, if a floor is not met.
 #
 # Environment (defaults in brackets):
+#   PROFILE [both]       defaults, tuned or both (one report with a table per profile)
+#   FLOORS [report]      report: print the floors' verdicts; enforce: an unmet floor fails the run
 #   REPS [3]             repetitions
 #   QUICK [0]            1: smoke run (REPS=1, 2 s runs, 2,000 connections)
 #   BROKERS ["midge mosquitto rumqttd"]
 #   SCENARIOS ["fan-in-qos0 fan-in-qos1 fan-out-qos0 fan-out-qos1 latency-qos0 latency-qos1
-#              connect-storm connect-latency memory plugins"]
+#              connect-storm connect-latency memory plugins"] (plugins: tuned profile only)
 #   DURATION [10] WARMUP [2]          seconds, throughput runs
 #   FANIN_WINDOW [32] FANOUT_WINDOW [64]  messages in flight per publisher (see README)
 #   LAT_DURATION [10] LAT_RATE [1000] latency runs
@@ -54,6 +64,8 @@ LOADGEN_CPU=${LOADGEN_CPU:-1}
 PLUGIN_CPU=${PLUGIN_CPU:-$LOADGEN_CPU}
 BASE_PORT=${BASE_PORT:-21883}
 SKIP_BUILD=${SKIP_BUILD:-0}
+PROFILE=${PROFILE:-both}
+FLOORS=${FLOORS:-report}
 RUMQTTD_VERSION=0.20.0
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -62,6 +74,16 @@ die() { log "error: $*"; exit 2; }
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
+
+case $PROFILE in
+    defaults | tuned) profiles=$PROFILE ;;
+    both) profiles='defaults tuned' ;;
+    *) die "unknown PROFILE '$PROFILE' (defaults, tuned, both)" ;;
+esac
+case $FLOORS in
+    report | enforce) ;;
+    *) die "unknown FLOORS '$FLOORS' (report, enforce)" ;;
+esac
 
 # --- tools -----------------------------------------------------------------------------------
 command -v taskset >/dev/null || die "taskset is missing (Debian package util-linux)"
@@ -126,7 +148,7 @@ if [ "$need_mosquitto" = 1 ]; then
 fi
 if [ "$need_rumqttd" = 1 ]; then versions+=", rumqttd $RUMQTTD_VERSION"; fi
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1 || true)
-title="$(date -u +%Y-%m-%dT%H:%MZ) · ${cpu_model:-unknown CPU}, $cpus CPUs, $(uname -r) · $versions · REPS=$REPS QUICK=$QUICK"
+title="$(date -u +%Y-%m-%dT%H:%MZ) · ${cpu_model:-unknown CPU}, $cpus CPUs, $(uname -r) · $versions · REPS=$REPS QUICK=$QUICK PROFILE=$PROFILE"
 log "$title"
 log "writing $run_dir"
 
@@ -139,11 +161,73 @@ take_port() {
     next_port=$((next_port + 1))
 }
 
-broker_pid='' plugin_pid=''
+broker_pid='' plugin_pid='' rumqttd_ports=''
+
+# write_defaults_config BROKER PORT -> path of the config file: the broker's out-of-the-box
+# configuration with only its listeners moved to 127.0.0.1 and bench ports (bench/README.md).
+write_defaults_config() {
+    local broker=$1 port=$2 file
+    case $broker in
+        midge)
+            # Everything else is the embedded default (broker/src/config/default.yaml): a
+            # section left out keeps it, and so do the listener keys left out.
+            file=$run_dir/conf/midge-defaults-$port.yaml
+            cat >"$file" <<EOF
+listeners:
+  - name: default
+    kind: tcp
+    bind: 127.0.0.1:$port
+EOF
+            ;;
+        mosquitto)
+            # mosquitto 2 refuses anonymous clients once a listener is configured.
+            file=$run_dir/conf/mosquitto-defaults-$port.conf
+            cat >"$file" <<EOF
+listener $port 127.0.0.1
+allow_anonymous true
+EOF
+            ;;
+        rumqttd)
+            # rumqttd's own default config (`rumqttd generate-config` prints the rumqttd.toml it
+            # runs without --config), with every listener moved to 127.0.0.1 and a bench port:
+            # besides the v4 listener on 0.0.0.0:1883 it binds v5 on 0.0.0.0:1884, websocket on
+            # 0.0.0.0:8083, console on 0.0.0.0:3030 and prometheus on 127.0.0.1:9042. And
+            # max_connections raised only if the bench holds more connections than it allows.
+            local v5 ws console prometheus max_conn
+            read -r v5 ws console prometheus <<<"$rumqttd_ports"
+            file=$run_dir/conf/rumqttd-defaults-$port.toml
+            "$rumqttd_bin" generate-config | sed \
+                -e "s|^\([[:space:]]*listen = \)\"0\.0\.0\.0:1883\"|\1\"127.0.0.1:$port\"|" \
+                -e "s|^\([[:space:]]*listen = \)\"0\.0\.0\.0:1884\"|\1\"127.0.0.1:$v5\"|" \
+                -e "s|^\([[:space:]]*listen = \)\"0\.0\.0\.0:8083\"|\1\"127.0.0.1:$ws\"|" \
+                -e "s|^\([[:space:]]*listen = \)\"0\.0\.0\.0:3030\"|\1\"127.0.0.1:$console\"|" \
+                -e "s|^\([[:space:]]*listen = \)\"127\.0\.0\.1:9042\"|\1\"127.0.0.1:$prometheus\"|" \
+                >"$file"
+            max_conn=$(sed -n 's/^max_connections = \([0-9]*\)$/\1/p' "$file")
+            if [ $((CONNECTIONS + 10)) -gt "${max_conn:-0}" ]; then
+                sed -i "s/^max_connections = .*/max_connections = $((CONNECTIONS + 10))/" "$file"
+            fi
+            local ports=" $port $v5 $ws $console $prometheus " addr
+            for addr in $(sed -n 's/^[[:space:]]*listen = "\(.*\)"$/\1/p' "$file"); do
+                if [ "${addr%:*}" != 127.0.0.1 ] || [[ $ports != *" ${addr##*:} "* ]]; then
+                    log "rumqttd's default config has a listener this script does not move: $addr"
+                    return 1
+                fi
+            done
+            grep -q "^listen = \"127.0.0.1:$port\"" "$file" \
+                || { log "no v4 listener on 0.0.0.0:1883 in rumqttd's default config"; return 1; }
+            ;;
+    esac
+    echo "$file"
+}
 
 # write_config BROKER PORT VARIANT PLUGIN_PORT -> path of the config file
 write_config() {
     local broker=$1 port=$2 variant=$3 pport=$4 file
+    if [ "$profile" = defaults ]; then
+        write_defaults_config "$broker" "$port"
+        return
+    fi
     case $broker in
         midge)
             file=$run_dir/conf/midge-$port.yaml
@@ -270,9 +354,22 @@ start_broker() {
             done
             ;;
     esac
-    config=$(write_config "$broker" "$port" "$variant" "$pport")
+    if [ "$profile" = defaults ] && [ "$broker" = rumqttd ]; then
+        # Its sample's other listeners (v5, websocket, console, prometheus) get ports too.
+        local saved=$port i
+        rumqttd_ports=''
+        for i in 1 2 3 4; do
+            take_port
+            rumqttd_ports+="$port "
+        done
+        port=$saved
+    fi
+    config=$(write_config "$broker" "$port" "$variant" "$pport") || return 1
+    # Defaults: no flags either (Midge logs at info, which logs nothing per normal connection).
+    local midge_flags=(--log-level warn)
+    [ "$profile" != defaults ] || midge_flags=()
     case $broker in
-        midge) taskset -c "$BROKER_CPU" "$midge" --config "$config" --log-level warn >"$log_file" 2>&1 & ;;
+        midge) taskset -c "$BROKER_CPU" "$midge" --config "$config" "${midge_flags[@]}" >"$log_file" 2>&1 & ;;
         mosquitto) taskset -c "$BROKER_CPU" "$mosquitto_bin" -c "$config" >"$log_file" 2>&1 & ;;
         rumqttd) taskset -c "$BROKER_CPU" "$rumqttd_bin" --quiet --config "$config" >"$log_file" 2>&1 & ;;
     esac
@@ -310,8 +407,8 @@ failures=0
 fail_line() {
     local qos=$2
     [ -n "$qos" ] || qos=null
-    printf '{"scenario":"%s","qos":%s,"broker":"%s","variant":"%s","rep":%s,"ok":false,"error":"%s","metrics":{},"details":{}}\n' \
-        "$1" "$qos" "$3" "$4" "$5" "$6" >>"$lines"
+    printf '{"scenario":"%s","qos":%s,"broker":"%s","variant":"%s","rep":%s,"profile":"%s","ok":false,"error":"%s","metrics":{},"details":{}}\n' \
+        "$1" "$qos" "$3" "$4" "$5" "$profile" "$6" >>"$lines"
 }
 
 # run_one SCENARIO BROKER VARIANT REP
@@ -338,7 +435,7 @@ run_one() {
         memory) cmd=memory args=(--connections "$CONNECTIONS" --parallel 100) ;;
         *) die "unknown scenario $scenario" ;;
     esac
-    local label="$scenario on $broker${variant:+ [$variant]} (rep $rep)" name=$cmd
+    local label="$scenario on $broker${variant:+ [$variant]} ($profile, rep $rep)" name=$cmd
     [ "$scenario" != connect-latency ] || name=connect-latency
     if ! start_broker "$broker" "$variant"; then
         fail_line "$name" "$qos" "$broker" "$variant" "$rep" "the broker did not start"
@@ -351,7 +448,7 @@ run_one() {
     local before after status=0 summary
     before=$(wc -l <"$lines")
     taskset -c "$LOADGEN_CPU" "$loadgen" "$cmd" --addr "127.0.0.1:$port" --broker "$broker" \
-        --variant "$variant" --rep "$rep" --out "$lines" "${args[@]}" \
+        --variant "$variant" --rep "$rep" --profile "$profile" --out "$lines" "${args[@]}" \
         >>"$run_dir/logs/loadgen.log" 2>>"$run_dir/logs/loadgen.err" || status=$?
     after=$(wc -l <"$lines")
     if [ "$after" = "$before" ]; then
@@ -370,30 +467,41 @@ run_one() {
 # --- the runs ---------------------------------------------------------------------------------
 read -r -a broker_list <<<"$BROKERS"
 nb=${#broker_list[@]}
+profile=''
 for rep in $(seq "$REPS"); do
-    log "repetition $rep of $REPS"
-    for scenario in $SCENARIOS; do
-        if [ "$scenario" = plugins ]; then
-            # Midge only: fan-in with each plugin, and the connection storm with an auth plugin.
-            for variant in event-sink topic-check-cached topic-check-uncached; do
-                for q in 0 1; do run_one "fan-in-qos$q" midge "$variant" "$rep"; done
+    for profile in $profiles; do
+        log "repetition $rep of $REPS, profile $profile"
+        for scenario in $SCENARIOS; do
+            if [ "$scenario" = plugins ]; then
+                # Plugins are configuration: not part of anyone's defaults.
+                [ "$profile" = tuned ] || continue
+                # Midge only: fan-in with each plugin, and the connection storm with an auth
+                # plugin.
+                for variant in event-sink topic-check-cached topic-check-uncached; do
+                    for q in 0 1; do run_one "fan-in-qos$q" midge "$variant" "$rep"; done
+                done
+                run_one connect-storm midge auth "$rep"
+                run_one connect-latency midge auth "$rep"
+                continue
+            fi
+            for i in $(seq 0 $((nb - 1))); do
+                run_one "$scenario" "${broker_list[$(((i + rep - 1) % nb))]}" '' "$rep"
             done
-            run_one connect-storm midge auth "$rep"
-            run_one connect-latency midge auth "$rep"
-            continue
-        fi
-        for i in $(seq 0 $((nb - 1))); do
-            run_one "$scenario" "${broker_list[$(((i + rep - 1) % nb))]}" '' "$rep"
         done
     done
 done
 
 # --- report -----------------------------------------------------------------------------------
-report_status=0
+report_status=0 report_flags=()
+[ "$FLOORS" != enforce ] || report_flags+=(--enforce-floors)
 "$loadgen" report --input "$lines" --json-out "$results/$stamp.json" --md-out "$results/$stamp.md" \
-    --title "$title" || report_status=$?
+    --title "$title" "${report_flags[@]}" || report_status=$?
 log "results: bench/results/$stamp.md, bench/results/$stamp.json (raw: bench/results/$stamp/)"
 if [ "$failures" -gt 0 ] || [ "$report_status" != 0 ]; then
-    log "$failures run(s) failed"
+    if [ "$failures" -gt 0 ]; then
+        log "$failures run(s) failed"
+    else
+        log "the report failed: a floor not met (FLOORS=$FLOORS), or see above"
+    fi
     exit 1
 fi

@@ -23,6 +23,10 @@ pub(crate) struct Common {
     /// Repetition number written in the result.
     #[arg(long, default_value_t = 1)]
     pub(crate) rep: u32,
+    /// Broker configuration profile written in the result: `defaults` or `tuned` (see
+    /// bench/README.md); the report makes one table per profile.
+    #[arg(long, default_value = "")]
+    pub(crate) profile: String,
     /// Also append the result line to this file.
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
@@ -41,6 +45,9 @@ pub(crate) struct Record {
     pub(crate) variant: String,
     /// Repetition number.
     pub(crate) rep: u32,
+    /// Broker configuration profile (`defaults`, `tuned`), or empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) profile: String,
     /// False when the run failed (lost or duplicated messages, refused connections, ...).
     pub(crate) ok: bool,
     /// Why it failed.
@@ -62,6 +69,7 @@ impl Record {
             broker: common.broker.clone(),
             variant: common.variant.clone(),
             rep: common.rep,
+            profile: common.profile.clone(),
             ok: true,
             error: None,
             metrics: BTreeMap::new(),

@@ -1,4 +1,7 @@
-//! Turns the result lines of a bench run into medians, ratios and a Markdown table.
+//! Turns the result lines of a bench run into medians, ratios and a Markdown table per
+//! profile, and checks the floors of the `defaults` profile (`floors`).
+
+mod floors;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -27,6 +30,10 @@ pub(crate) struct Args {
     /// A line of context for the report's heading (machine, commit, ...).
     #[arg(long, default_value = "")]
     pub(crate) title: String,
+    /// Fail (exit status 1) when a floor of the `defaults` profile is not met or cannot be
+    /// checked; without it the floors are only reported.
+    #[arg(long)]
+    pub(crate) enforce_floors: bool,
 }
 
 /// What a metric is called in the table and which way is better.
@@ -150,8 +157,19 @@ struct Row {
     ratios: BTreeMap<String, f64>,
 }
 
-/// Prints the table; writes the JSON and Markdown files. Fails when any run failed, after
-/// writing everything.
+/// One profile's tables (all the runs when the lines name no profile).
+#[derive(Debug, Clone, Serialize)]
+struct ProfileReport {
+    /// `defaults`, `tuned`, or empty.
+    profile: String,
+    rows: Vec<Row>,
+    plugin_rows: Vec<Row>,
+    /// The issue's floors, for the `defaults` profile only.
+    floors: Vec<floors::Floor>,
+}
+
+/// Prints the tables; writes the JSON and Markdown files. Fails when any run failed (or, with
+/// `--enforce-floors`, when a floor is not met), after writing everything.
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.input)
         .with_context(|| format!("cannot read {}", args.input.display()))?;
@@ -166,19 +184,82 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         records.push(record);
     }
     let mut brokers: Vec<String> = vec![args.reference.clone()];
+    let mut profiles: Vec<String> = Vec::new();
     for r in &records {
         if !brokers.contains(&r.broker) {
             brokers.push(r.broker.clone());
         }
+        if !profiles.contains(&r.profile) {
+            profiles.push(r.profile.clone());
+        }
     }
     let peers: Vec<String> = brokers[1..].to_vec();
 
+    let mut reports = Vec::new();
+    for profile in &profiles {
+        let runs: Vec<Record> = records
+            .iter()
+            .filter(|r| &r.profile == profile)
+            .cloned()
+            .collect();
+        let (rows, plugin_rows) = tables(args, &brokers, &peers, &runs);
+        let floors = if profile == floors::PROFILE {
+            floors::check(&args.reference, &rows, &runs)
+        } else {
+            Vec::new()
+        };
+        reports.push(ProfileReport {
+            profile: profile.clone(),
+            rows,
+            plugin_rows,
+            floors,
+        });
+    }
+
+    let failures: Vec<&Record> = records.iter().filter(|r| !r.ok).collect();
+    let md = markdown(args, &brokers, &peers, &reports, &failures);
+    print!("{md}");
+    if let Some(path) = &args.md_out {
+        std::fs::write(path, &md).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &args.json_out {
+        let json = serde_json::json!({
+            "title": args.title,
+            "reference": args.reference,
+            "brokers": brokers,
+            "profiles": reports,
+            "runs": records,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let unmet = reports
+        .iter()
+        .flat_map(|r| &r.floors)
+        .filter(|f| f.verdict != floors::Verdict::Pass)
+        .count();
+    anyhow::ensure!(failures.is_empty(), "{} run(s) failed", failures.len());
+    anyhow::ensure!(
+        !args.enforce_floors || unmet == 0,
+        "{unmet} floor(s) not met (--enforce-floors)"
+    );
+    Ok(())
+}
+
+/// The main rows (every broker) and the plugin rows (reference broker, per variant) of one
+/// profile's runs.
+fn tables(
+    args: &Args,
+    brokers: &[String],
+    peers: &[String],
+    records: &[Record],
+) -> (Vec<Row>, Vec<Row>) {
     let mut main_rows = Vec::new();
     let mut plugin_rows = Vec::new();
-    for (scenario, qos, variant) in groups(&records) {
+    for (scenario, qos, variant) in groups(records) {
         for info in METRICS.iter().filter(|m| m.scenario == scenario) {
             let cell = |broker: &str, variant: &str| {
-                cell_of(&records, &scenario, qos, variant, broker, info.key)
+                cell_of(records, &scenario, qos, variant, broker, info.key)
             };
             let mut row = Row {
                 scenario: scenario.clone(),
@@ -191,11 +272,11 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
                 ratios: BTreeMap::new(),
             };
             if variant.is_empty() {
-                for b in &brokers {
+                for b in brokers {
                     row.cells.insert(b.clone(), cell(b, ""));
                 }
                 let reference = row.cells[&args.reference].median;
-                for p in &peers {
+                for p in peers {
                     if let (Some(r), Some(v)) = (reference, row.cells[p].median) {
                         row.ratios.insert(p.clone(), r / v);
                     }
@@ -213,27 +294,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             }
         }
     }
-
-    let failures: Vec<&Record> = records.iter().filter(|r| !r.ok).collect();
-    let md = markdown(args, &brokers, &peers, &main_rows, &plugin_rows, &failures);
-    print!("{md}");
-    if let Some(path) = &args.md_out {
-        std::fs::write(path, &md).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    if let Some(path) = &args.json_out {
-        let json = serde_json::json!({
-            "title": args.title,
-            "reference": args.reference,
-            "brokers": brokers,
-            "rows": main_rows,
-            "plugin_rows": plugin_rows,
-            "runs": records,
-        });
-        std::fs::write(path, serde_json::to_string_pretty(&json)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    anyhow::ensure!(failures.is_empty(), "{} run(s) failed", failures.len());
-    Ok(())
+    (main_rows, plugin_rows)
 }
 
 /// The distinct (scenario, qos, variant) in table order: known scenarios first, plain before
@@ -329,12 +390,24 @@ fn scenario_name(row: &Row) -> String {
     }
 }
 
+/// What each profile is, for its heading.
+fn profile_heading(profile: &str) -> String {
+    match profile {
+        "defaults" => "every broker with its own out-of-the-box configuration, only the port \
+                       changed"
+            .to_owned(),
+        "tuned" => {
+            "every broker tuned: in-flight windows of 100, queues unbounded or 100,000".to_owned()
+        }
+        other => other.to_owned(),
+    }
+}
+
 fn markdown(
     args: &Args,
     brokers: &[String],
     peers: &[String],
-    main_rows: &[Row],
-    plugin_rows: &[Row],
+    reports: &[ProfileReport],
     failures: &[&Record],
 ) -> String {
     let mut md = String::new();
@@ -345,10 +418,53 @@ fn markdown(
     let _ = writeln!(
         md,
         "\nMedians over the successful repetitions. Ratio = {} / peer: above 1 means {0} has \
-         the larger number (better for rates, worse for latency and memory; see `better`).\n",
+         the larger number (better for rates, worse for latency and memory; see `better`).",
         args.reference
     );
-    let mut header = "| scenario | metric | better |".to_owned();
+    for report in reports {
+        if !report.profile.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n## Profile `{}`: {}",
+                report.profile,
+                profile_heading(&report.profile)
+            );
+        }
+        main_table(&mut md, args, brokers, peers, &report.rows);
+        plugin_table(&mut md, args, &report.plugin_rows);
+        if !report.floors.is_empty() {
+            floors::markdown(&mut md, &report.floors, args.enforce_floors);
+        }
+    }
+    if !failures.is_empty() {
+        let _ = writeln!(md, "\n## Failed runs\n");
+        for r in failures {
+            let qos = r.qos.map(|q| format!(" QoS {q}")).unwrap_or_default();
+            let variant = if r.variant.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", r.variant)
+            };
+            let profile = if r.profile.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", r.profile)
+            };
+            let _ = writeln!(
+                md,
+                "- {profile}{}{qos}{variant}, {}, rep {}: {}",
+                r.scenario,
+                r.broker,
+                r.rep,
+                r.error.as_deref().unwrap_or("failed")
+            );
+        }
+    }
+    md
+}
+
+fn main_table(md: &mut String, args: &Args, brokers: &[String], peers: &[String], rows: &[Row]) {
+    let mut header = "\n| scenario | metric | better |".to_owned();
     let mut rule = "|---|---|---|".to_owned();
     for b in brokers {
         let _ = write!(header, " {b} |");
@@ -359,16 +475,12 @@ fn markdown(
         rule.push_str("---:|");
     }
     let _ = writeln!(md, "{header}\n{rule}");
-    for row in main_rows {
+    for row in rows {
         let mut line = format!(
             "| {} | {} | {} |",
             scenario_name(row),
             row.label,
-            if row.higher_is_better {
-                "higher"
-            } else {
-                "lower"
-            }
+            better(row)
         );
         for b in brokers {
             let _ = write!(
@@ -388,56 +500,44 @@ fn markdown(
         }
         let _ = writeln!(md, "{line}");
     }
-    if !plugin_rows.is_empty() {
+}
+
+fn plugin_table(md: &mut String, args: &Args, rows: &[Row]) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n### Plugin cost ({} only)\n\nRatio = with plugin / without (the same scenario on \
+         plain {0} in this run).\n\n| scenario | plugin | metric | better | with plugin | \
+         without | ratio |\n|---|---|---|---|---:|---:|---:|",
+        args.reference
+    );
+    for row in rows {
         let _ = writeln!(
             md,
-            "\n## Plugin cost ({} only)\n\nRatio = with plugin / without (the same scenario on \
-             plain {0} in this run).\n\n| scenario | plugin | metric | better | with plugin | \
-             without | ratio |\n|---|---|---|---|---:|---:|---:|",
-            args.reference
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            scenario_name(row),
+            row.variant,
+            row.label,
+            better(row),
+            row.cells
+                .get(&args.reference)
+                .map_or("–".to_owned(), Cell::text),
+            row.cells.get("baseline").map_or("–".to_owned(), Cell::text),
+            row.ratios
+                .get("baseline")
+                .map_or("–".to_owned(), |r| format!("{r:.2}")),
         );
-        for row in plugin_rows {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} | {} |",
-                scenario_name(row),
-                row.variant,
-                row.label,
-                if row.higher_is_better {
-                    "higher"
-                } else {
-                    "lower"
-                },
-                row.cells
-                    .get(&args.reference)
-                    .map_or("–".to_owned(), Cell::text),
-                row.cells.get("baseline").map_or("–".to_owned(), Cell::text),
-                row.ratios
-                    .get("baseline")
-                    .map_or("–".to_owned(), |r| format!("{r:.2}")),
-            );
-        }
     }
-    if !failures.is_empty() {
-        let _ = writeln!(md, "\n## Failed runs\n");
-        for r in failures {
-            let qos = r.qos.map(|q| format!(" QoS {q}")).unwrap_or_default();
-            let variant = if r.variant.is_empty() {
-                String::new()
-            } else {
-                format!(" [{}]", r.variant)
-            };
-            let _ = writeln!(
-                md,
-                "- {}{qos}{variant}, {}, rep {}: {}",
-                r.scenario,
-                r.broker,
-                r.rep,
-                r.error.as_deref().unwrap_or("failed")
-            );
-        }
+}
+
+fn better(row: &Row) -> &'static str {
+    if row.higher_is_better {
+        "higher"
+    } else {
+        "lower"
     }
-    md
 }
 
 #[cfg(test)]

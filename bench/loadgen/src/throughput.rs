@@ -7,6 +7,7 @@
 //! asked to queue more than `publishers × window` messages per subscriber, and the measured rate
 //! is one the broker sustains.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -221,6 +222,7 @@ async fn measure(shape: Shape, args: &Args, record: &mut Record) -> anyhow::Resu
     watch(
         &mut tasks,
         &delivered,
+        (&flows, qos),
         Duration::from_secs_f64(args.warmup),
         stall,
     )
@@ -229,6 +231,7 @@ async fn measure(shape: Shape, args: &Args, record: &mut Record) -> anyhow::Resu
     watch(
         &mut tasks,
         &delivered,
+        (&flows, qos),
         Duration::from_secs_f64(args.duration),
         stall,
     )
@@ -246,7 +249,14 @@ async fn measure(shape: Shape, args: &Args, record: &mut Record) -> anyhow::Resu
     }
     drain(&mut tasks, &flows, qos, stall.max(Duration::from_secs(10))).await?;
     // A little longer, so that a late duplicate would still be seen.
-    watch(&mut tasks, &delivered, Duration::from_millis(200), stall).await?;
+    watch(
+        &mut tasks,
+        &delivered,
+        (&flows, qos),
+        Duration::from_millis(200),
+        stall,
+    )
+    .await?;
     done.cancel();
     let puback_disorder = tasks.finish().await?;
     let published: u64 = flows.iter().map(|f| f.sent.load(Relaxed)).sum();
@@ -310,6 +320,7 @@ impl Tasks {
 async fn watch(
     tasks: &mut Tasks,
     delivered: &AtomicU64,
+    (flows, qos): (&[Flow], QoS),
     period: Duration,
     stall: Duration,
 ) -> anyhow::Result<()> {
@@ -321,10 +332,71 @@ async fn watch(
         if now != last.0 {
             last = (now, Instant::now());
         } else if last.1.elapsed() > stall {
-            bail!("no message delivered for {stall:?}: the loop stalled (lost messages?)");
+            let missing = Outstanding::of(flows, qos);
+            bail!(
+                "loss: no message delivered for {stall:?}, {} (the loop stalled: the broker \
+                 lost messages or stopped)",
+                missing.describe()
+            );
         }
     }
     Ok(())
+}
+
+/// Messages sent and not yet delivered or acknowledged, summed over the publishers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Outstanding {
+    /// Deliveries not made yet: messages sent, times subscribers, minus what they received.
+    deliveries: u64,
+    /// QoS 1: PUBLISHes without a PUBACK yet.
+    unacked: u64,
+    /// QoS 1: deliveries missing of messages the broker already acknowledged.
+    acked_undelivered: u64,
+}
+
+impl Outstanding {
+    fn of(flows: &[Flow], qos: QoS) -> Outstanding {
+        let mut out = Outstanding {
+            deliveries: 0,
+            unacked: 0,
+            acked_undelivered: 0,
+        };
+        for f in flows {
+            // `acked` first: `sent`, read after it, is then never behind it.
+            let acked = f.acked.load(Relaxed);
+            let sent = f.sent.load(Relaxed);
+            for r in f.received.iter() {
+                let received = r.load(Relaxed);
+                out.deliveries += sent.saturating_sub(received);
+                if qos != QoS::AtMostOnce {
+                    out.acked_undelivered += acked.saturating_sub(received);
+                }
+            }
+            if qos != QoS::AtMostOnce {
+                out.unacked += sent.saturating_sub(acked);
+            }
+        }
+        out
+    }
+
+    fn is_empty(self) -> bool {
+        self.deliveries == 0 && self.unacked == 0
+    }
+
+    fn describe(self) -> String {
+        let mut text = format!("{} deliveries", self.deliveries);
+        if self.unacked > 0 || self.acked_undelivered > 0 {
+            let _ = write!(
+                text,
+                " and {} PUBACKs missing; {} of the missing deliveries are of messages the \
+                 broker acknowledged",
+                self.unacked, self.acked_undelivered
+            );
+        } else {
+            text.push_str(" missing");
+        }
+        text
+    }
 }
 
 /// Waits until every subscriber received everything sent (and, at QoS 1, every PUBACK came).
@@ -337,25 +409,14 @@ async fn drain(
     let deadline = Instant::now() + timeout;
     loop {
         // `sent` is final once `stop` is cancelled: a publisher sets it before each write.
-        let (mut lost, mut unacked) = (0, 0);
-        for f in flows {
-            let sent = f.sent.load(Relaxed);
-            lost += f
-                .received
-                .iter()
-                .map(|r| sent - r.load(Relaxed))
-                .sum::<u64>();
-            if qos != QoS::AtMostOnce {
-                unacked += sent - f.acked.load(Relaxed);
-            }
-        }
-        if lost == 0 && unacked == 0 {
+        let missing = Outstanding::of(flows, qos);
+        if missing.is_empty() {
             return Ok(());
         }
         if Instant::now() > deadline {
             bail!(
-                "lost messages: {lost} deliveries and {unacked} PUBACKs still missing {timeout:?} \
-                 after the publishers stopped"
+                "loss: {timeout:?} after the publishers stopped, {}",
+                missing.describe()
             );
         }
         tasks.poll(Duration::from_millis(10)).await?;
@@ -494,7 +555,18 @@ impl Subscriber {
                 let expected = *next
                     .get(p)
                     .ok_or_else(|| anyhow!("subscriber {j}: unknown publisher {p}"))?;
-                check_sequence(j, p, expected, stamp.seq)?;
+                if let Err(err) = check_sequence(j, p, expected, stamp.seq) {
+                    // Say whether the broker had acknowledged what it did not deliver.
+                    let acked = self.flows[p].acked.load(Relaxed);
+                    if self.qos != QoS::AtMostOnce && acked > expected {
+                        bail!(
+                            "{err}; the broker had acknowledged {} of them (publisher {p} had \
+                             {acked} PUBACKs)",
+                            acked.min(stamp.seq) - expected
+                        );
+                    }
+                    return Err(err);
+                }
                 next[p] = expected + 1;
                 if let Some(id) = publish.packet_id {
                     mqtt::put_puback(&mut acks, id)?;
@@ -575,6 +647,31 @@ mod tests {
         assert!(loss.contains("3 missing"), "{loss}");
         let dup = check_sequence(0, 1, 5, 4).unwrap_err().to_string();
         assert!(dup.starts_with("duplicate"), "{dup}");
+    }
+
+    #[test]
+    fn outstanding_counts_acknowledged_messages_not_delivered() {
+        let flow = Flow::new(2);
+        flow.sent.store(10, Relaxed);
+        flow.acked.store(8, Relaxed);
+        flow.received[0].store(10, Relaxed);
+        flow.received[1].store(5, Relaxed);
+        let flows = std::slice::from_ref(&flow);
+        let out = Outstanding::of(flows, QoS::AtLeastOnce);
+        let want = Outstanding {
+            deliveries: 5,
+            unacked: 2,
+            acked_undelivered: 3,
+        };
+        assert_eq!(out, want);
+        assert_eq!(
+            out.describe(),
+            "5 deliveries and 2 PUBACKs missing; 3 of the missing deliveries are of messages \
+             the broker acknowledged"
+        );
+        let out = Outstanding::of(flows, QoS::AtMostOnce);
+        assert_eq!(out.describe(), "5 deliveries missing");
+        assert!(!out.is_empty());
     }
 
     #[test]
