@@ -41,6 +41,9 @@ pub(crate) use owner::Owner;
 pub(crate) use registry::{Attached, SessionRegistry, SessionTerms};
 pub(crate) use subscription::Subscription;
 
+/// An empty queue whose buffer holds more messages than this gives it back.
+const QUEUE_SHRINK_ABOVE: usize = 64;
+
 /// Per-session limits, copied from the `limits` section of the config.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SessionLimits {
@@ -509,6 +512,10 @@ impl Session {
         });
         state.queued_bytes -= released;
         self.budget.release(released);
+        if state.queue.is_empty() && state.queue.capacity() > QUEUE_SHRINK_ABOVE {
+            // A burst's buffer is not kept by a session that went quiet.
+            state.queue = VecDeque::new();
+        }
         let unblock = state.pressed && self.below_low_mark(state);
         if unblock {
             state.pressed = false;
@@ -531,17 +538,17 @@ impl Session {
             match awaiting {
                 // Each of these was encoded once already, so it encodes again.
                 Awaiting::Ack(message) => {
-                    let _ = out.encode(message, Some(*id), true, now, buf);
+                    let _ = out.encode(message, Some(id), true, now, buf);
                 }
                 Awaiting::Comp => match out.protocol() {
                     ProtocolVersion::V5 => {
                         let rel = crate::codec::v5::Packet::PubRel(
-                            crate::codec::v5::PubResponse::success(*id),
+                            crate::codec::v5::PubResponse::success(id),
                         );
                         let _ = crate::codec::v5::encode(&rel, buf);
                     }
                     _ => {
-                        let _ = v4::encode(&v4::Packet::PubRel(*id), buf);
+                        let _ = v4::encode(&v4::Packet::PubRel(id), buf);
                     }
                 },
             }

@@ -21,13 +21,33 @@ pub(crate) enum Awaiting {
 
 /// Outgoing messages sent to the client and not yet acknowledged, in send order.
 ///
-/// The window is small (`max-inflight`, default 32), so lookups scan; that beats a map here.
+/// Acknowledgements come in send order as a rule, so finding one scans from the front and stops
+/// at once. A new packet identifier is the next one in sequence; it can only be in use when the
+/// oldest entry is a whole turn of identifiers old, which [`Entry::turn`] tells without a scan.
 #[derive(Debug)]
 pub(crate) struct OutgoingWindow {
-    entries: VecDeque<(PacketId, Awaiting)>,
+    entries: VecDeque<Entry>,
     capacity: u16,
     last_id: u16,
+    /// Identifiers stepped over since the window was made (allocated or skipped as in use).
+    steps: u64,
 }
+
+/// One unacknowledged message.
+#[derive(Debug)]
+struct Entry {
+    id: PacketId,
+    /// [`OutgoingWindow::steps`] when `id` was allocated: entries are in allocation order, so
+    /// the front one is the oldest.
+    turn: u64,
+    awaiting: Awaiting,
+}
+
+/// An empty window whose buffer holds more entries than this gives it back.
+const SHRINK_ABOVE: usize = 64;
+
+/// Packet identifiers in one turn (1 to 65,535).
+const IDS: u64 = u16::MAX as u64;
 
 impl OutgoingWindow {
     /// An empty window holding at most `capacity` (≥ 1) unacknowledged messages.
@@ -36,6 +56,7 @@ impl OutgoingWindow {
             entries: VecDeque::new(),
             capacity: capacity.max(1),
             last_id: 0,
+            steps: 0,
         }
     }
 
@@ -72,16 +93,28 @@ impl OutgoingWindow {
     /// free identifier always exists.
     pub(crate) fn push(&mut self, message: Message) -> PacketId {
         let id = self.next_free_id();
-        self.entries.push_back((id, Awaiting::Ack(message)));
+        self.entries.push_back(Entry {
+            id,
+            turn: self.steps,
+            awaiting: Awaiting::Ack(message),
+        });
         id
     }
 
     fn next_free_id(&mut self) -> PacketId {
         loop {
             self.last_id = self.last_id.wrapping_add(1);
-            if let Some(id) = NonZeroU16::new(self.last_id)
-                && !self.entries.iter().any(|(used, _)| *used == id)
-            {
+            let Some(id) = NonZeroU16::new(self.last_id) else {
+                continue;
+            };
+            self.steps += 1;
+            // Entries less than a turn old hold other identifiers than this one: only when the
+            // oldest is a turn old (a client that never acknowledged it) is a scan needed.
+            let fresh = self
+                .entries
+                .front()
+                .is_none_or(|oldest| self.steps - oldest.turn < IDS);
+            if fresh || !self.entries.iter().any(|e| e.id == id) {
                 return id;
             }
         }
@@ -98,9 +131,9 @@ impl OutgoingWindow {
     /// PUBREC received: the QoS 2 message moves on to waiting for PUBCOMP. Returns whether the
     /// identifier is known (a PUBREL is sent either way, as the spec asks).
     pub(crate) fn on_pubrec(&mut self, id: PacketId) -> bool {
-        match self.entries.iter_mut().find(|(used, _)| *used == id) {
-            Some((_, state)) => {
-                *state = Awaiting::Comp;
+        match self.entries.iter_mut().find(|e| e.id == id) {
+            Some(entry) => {
+                entry.awaiting = Awaiting::Comp;
                 true
             }
             None => false,
@@ -121,10 +154,14 @@ impl OutgoingWindow {
         match self
             .entries
             .iter()
-            .position(|(used, state)| *used == id && pred(state))
+            .position(|e| e.id == id && pred(&e.awaiting))
         {
             Some(index) => {
                 self.entries.remove(index);
+                if self.entries.is_empty() && self.entries.capacity() > SHRINK_ABOVE {
+                    // A burst's buffer is not kept by a session that went quiet.
+                    self.entries = VecDeque::new();
+                }
                 true
             }
             None => false,
@@ -138,7 +175,7 @@ impl OutgoingWindow {
         mut take: impl FnMut(&Message) -> bool,
         out: &mut Vec<Message>,
     ) {
-        self.entries.retain(|(_, awaiting)| match awaiting {
+        self.entries.retain(|entry| match &entry.awaiting {
             Awaiting::Ack(m) if m.qos == QoS::AtLeastOnce && take(m) => {
                 out.push(m.clone());
                 false
@@ -148,8 +185,8 @@ impl OutgoingWindow {
     }
 
     /// Every unacknowledged entry in send order, for the re-send after a reconnect.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &(PacketId, Awaiting)> {
-        self.entries.iter()
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (PacketId, &Awaiting)> {
+        self.entries.iter().map(|e| (e.id, &e.awaiting))
     }
 }
 
@@ -212,6 +249,25 @@ mod tests {
         assert!(window.has_room());
         window.push(msg(QoS::AtLeastOnce));
         assert!(!window.has_room());
+    }
+
+    #[test]
+    fn an_identifier_a_whole_turn_old_is_skipped() {
+        let mut window = OutgoingWindow::new(4);
+        let stuck = window.push(msg(QoS::AtLeastOnce));
+        assert_eq!(stuck.get(), 1);
+        // A client that acknowledges everything but the first message, for a whole turn.
+        for _ in 0..u16::MAX - 1 {
+            let id = window.push(msg(QoS::AtLeastOnce));
+            assert_ne!(id, stuck);
+            assert!(window.on_puback(id));
+        }
+        assert_eq!(window.last_id, u16::MAX);
+        let next = window.push(msg(QoS::AtLeastOnce));
+        assert_eq!(next.get(), 2, "1 is still in flight");
+        let after = window.push(msg(QoS::AtLeastOnce));
+        assert_eq!(after.get(), 3);
+        assert_eq!(window.len(), 3);
     }
 
     #[test]
