@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use midge_tests::admin::metrics_addr;
 use midge_tests::broker::tcp_config;
+use midge_tests::grpcurl::scrape;
+use midge_tests::raw::v5::{Connect5, Props, V5Client, prop, reason};
 use midge_tests::raw::{Connect, Publish, Read, packet};
 use midge_tests::{RawClient, TIMEOUT, TestBroker, eventually, within};
 
@@ -175,6 +178,19 @@ async fn a_stalled_subscriber_is_disconnected_and_keeps_its_session_while_publis
     }
     assert!(seq >= 42, "window and queue were kept: got {seq}");
     assert!(seq < count, "the offline queue was bounded: got {seq}");
+    let metrics = scrape(metrics_addr(&broker).await).await;
+    assert_eq!(metrics.get("midge_slow_consumers_total"), 1.0);
+    assert!(metrics.get("midge_publisher_waits_total") >= 1.0);
+    assert_eq!(
+        metrics.get("midge_messages_dropped_total{reason=\"queue_full\"}"),
+        (count - seq) as f64,
+        "every message not delivered is counted"
+    );
+    assert_eq!(
+        metrics.get("midge_queued_bytes"),
+        0.0,
+        "all delivered or dropped"
+    );
     eventually("the drops are logged", TIMEOUT, || {
         broker
             .log_text()
@@ -185,6 +201,31 @@ async fn a_stalled_subscriber_is_disconnected_and_keeps_its_session_while_publis
             .then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn an_mqtt5_slow_consumer_gets_disconnect_0x97_and_the_publisher_its_acks() {
+    let sections = "limits:\n  max-queued-messages: 10\n  slow-consumer-timeout: 1s\n";
+    let broker = TestBroker::start(&tcp_config("", sections)).await;
+    // Receive Maximum 5: the broker's window towards it is 5, and it acknowledges nothing.
+    let connect = Connect5::new("slow5")
+        .session_expiry(600)
+        .props(Props::new().u16(prop::RECEIVE_MAXIMUM, 5));
+    let (mut slow, _) = V5Client::connect_ok(broker.mqtt_addr(), &connect).await;
+    slow.subscribe(1, "burst/#", 1).await;
+    let acks = Arc::new(AtomicUsize::new(0));
+    let publisher = publish_burst(&broker, 0, 40, acks.clone()).await;
+    let disconnect = slow.expect_disconnect().await;
+    assert_eq!(disconnect.reason, reason::QUOTA_EXCEEDED, "{disconnect:?}");
+    let why = disconnect
+        .props
+        .get_str(prop::REASON_STRING)
+        .unwrap_or_default();
+    assert!(why.contains("slow consumer"), "{disconnect:?}");
+    within("the publisher is acknowledged", publisher)
+        .await
+        .expect("publisher task");
+    assert_eq!(acks.load(Ordering::SeqCst), 40);
 }
 
 #[tokio::test]

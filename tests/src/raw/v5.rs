@@ -105,6 +105,8 @@ pub mod reason {
     pub const TOPIC_ALIAS_INVALID: u8 = 0x94;
     /// Packet too large.
     pub const PACKET_TOO_LARGE: u8 = 0x95;
+    /// Quota exceeded.
+    pub const QUOTA_EXCEEDED: u8 = 0x97;
     /// Administrative action.
     pub const ADMINISTRATIVE_ACTION: u8 = 0x98;
     /// Shared Subscriptions not supported.
