@@ -12,6 +12,10 @@ use crate::record::Record;
 /// The profile whose runs the floors are about.
 pub(super) const PROFILE: &str = "defaults";
 
+/// The profile a peer is compared at when it failed every run at its defaults (lost or
+/// duplicated messages): its tuned configuration, which is lossless, is the fairest number left.
+pub(super) const FALLBACK_PROFILE: &str = "tuned";
+
 /// A floor on the reference broker's median over a peer's, in one scenario.
 struct RatioFloor {
     scenario: &'static str,
@@ -72,17 +76,23 @@ pub(super) struct Floor {
     pub(super) verdict: Verdict,
 }
 
-/// Checks the floors against one profile's main rows and runs.
-pub(super) fn check(reference: &str, rows: &[Row], runs: &[Record]) -> Vec<Floor> {
+/// Checks the floors against one profile's main rows and runs; `fallback` holds the rows of
+/// [`FALLBACK_PROFILE`] from the same bench run (empty when it was not run).
+pub(super) fn check(
+    reference: &str,
+    rows: &[Row],
+    runs: &[Record],
+    fallback: &[Row],
+) -> Vec<Floor> {
     let mut floors: Vec<Floor> = RATIO_FLOORS
         .iter()
-        .map(|f| ratio_floor(reference, rows, f))
+        .map(|f| ratio_floor(reference, rows, fallback, f))
         .collect();
     floors.push(zero_loss(reference, runs));
     floors
 }
 
-fn ratio_floor(reference: &str, rows: &[Row], f: &RatioFloor) -> Floor {
+fn ratio_floor(reference: &str, rows: &[Row], fallback: &[Row], f: &RatioFloor) -> Floor {
     let floor = format!("{} QoS {} ≥ {}× {}", f.scenario, f.qos, f.min, f.peer);
     let verdict = |verdict, measured: String| Floor {
         floor: floor.clone(),
@@ -115,6 +125,37 @@ fn ratio_floor(reference: &str, rows: &[Row], f: &RatioFloor) -> Floor {
         ),
         (Some(o), Some(t)) => {
             let ours = o.median.unwrap_or_default();
+            let tuned_peer = || {
+                fallback
+                    .iter()
+                    .find(|r| {
+                        r.scenario == f.scenario && r.qos == Some(f.qos) && r.metric == f.metric
+                    })
+                    .and_then(|r| r.cells.get(f.peer))
+                    .and_then(|c| c.median)
+            };
+            if t.median.is_none()
+                && t.failed > 0
+                && let Some(peer) = tuned_peer()
+            {
+                let ratio = ours / peer;
+                let met = if ratio >= f.min {
+                    Verdict::Pass
+                } else {
+                    Verdict::Fail
+                };
+                return verdict(
+                    met,
+                    format!(
+                        "{} vs {} {} = {ratio:.2}× ({} lost messages at its defaults in every \
+                         run; compared with its {FALLBACK_PROFILE} configuration)",
+                        number(ours),
+                        number(peer),
+                        row.label,
+                        f.peer
+                    ),
+                );
+            }
             let Some(peer) = t.median else {
                 return verdict(
                     Verdict::Unchecked,
@@ -271,7 +312,7 @@ mod tests {
             ),
         ];
         let runs = [record("midge", None), record("mosquitto", None)];
-        let floors = check("midge", &rows, &runs);
+        let floors = check("midge", &rows, &runs, &[]);
         let verdicts: Vec<Verdict> = floors.iter().map(|f| f.verdict).collect();
         assert_eq!(verdicts, [Verdict::Pass, Verdict::Fail, Verdict::Pass]);
         assert_eq!(floors[0].floor, "fan-in QoS 1 ≥ 3× mosquitto");
@@ -286,11 +327,22 @@ mod tests {
             "fan-in",
             &[("midge", cell(&[300.0], 0)), ("mosquitto", cell(&[], 1))],
         )];
-        let floors = check("midge", &rows, &runs);
+        let floors = check("midge", &rows, &runs, &[]);
         assert_eq!(floors[0].verdict, Verdict::Unchecked);
         assert!(floors[0].measured.contains("mosquitto failed every run"));
         assert_eq!(floors[1].verdict, Verdict::Unchecked);
         assert!(floors[1].measured.contains("not run"));
+
+        // ... unless its tuned configuration ran, losslessly: then that is the comparison.
+        let tuned = [row("fan-in", &[("mosquitto", cell(&[120.0], 0))])];
+        let floors = check("midge", &rows, &runs, &tuned);
+        assert_eq!(floors[0].verdict, Verdict::Fail, "{}", floors[0].measured);
+        assert!(
+            floors[0].measured.contains("2.50×"),
+            "{}",
+            floors[0].measured
+        );
+        assert!(floors[0].measured.contains("tuned configuration"));
     }
 
     #[test]
@@ -307,7 +359,7 @@ mod tests {
             record("midge", Some("loss: subscriber 0 expected message 8")),
             record("mosquitto", Some("loss: elsewhere")),
         ];
-        let floors = check("midge", &rows, &runs);
+        let floors = check("midge", &rows, &runs, &[]);
         assert_eq!(floors[0].verdict, Verdict::Fail);
         assert_eq!(floors[0].measured, "midge failed 1 of 2 runs");
         let zero_loss = floors.last().unwrap();
