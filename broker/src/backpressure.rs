@@ -13,6 +13,12 @@
 //! publisher for at most that long. A wait for the broker-wide budget alone
 //! (`queued-bytes-budget`) disconnects nobody: the publisher goes on at the deadline.
 //! A broker shutdown, or a takeover or kick of the publisher, ends the wait at once.
+//!
+//! Who waits: a client's PUBLISH, a plugin's publish control (its control stream is not read
+//! meanwhile) and the admin API's `Publish`. Wills and `$SYS` updates do not (one will per
+//! closing connection; `$SYS` is QoS 0). Retained messages replayed at SUBSCRIBE are bounded
+//! like QoS 0 instead (`Session::deliver_replay`): the queue they fill is drained by the very
+//! connection that would wait.
 
 use std::time::Duration;
 

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::backpressure;
 use crate::context::BrokerContext;
 use crate::dispatch;
 use crate::message::Origin;
@@ -40,7 +41,12 @@ pub(crate) async fn apply(ctx: &BrokerContext, request: ControlRequest) {
             // Like a client's message that passed its checks, with an empty client id.
             ctx.plugins
                 .message(MessageMoment::Broadcast, Origin::default(), &message);
-            dispatch::dispatch(ctx, Origin::default(), &message).await;
+            let delivered = dispatch::dispatch(ctx, Origin::default(), &message).await;
+            // A plugin publishing into full queues is held like a client: the control stream
+            // is not read meanwhile (bounded by `slow-consumer-timeout`).
+            if !delivered.backlog.is_empty() {
+                backpressure::wait_for_room(ctx, None, delivered.backlog).await;
+            }
         }
         Control::Disconnect { client_id, reason } => {
             let kicked = ctx

@@ -249,3 +249,33 @@ async fn dropped_qos0_messages_are_logged_with_client_and_reason() {
     assert!(line.contains("offline_qos0"), "{line}");
     assert!(line.contains("q0/t"), "{line}");
 }
+
+#[tokio::test]
+async fn retained_replay_is_bounded_by_the_queue_and_its_drops_are_logged() {
+    let sections = "limits:\n  max-queued-messages: 5\n";
+    let broker = TestBroker::start(&tcp_config("", sections)).await;
+    let mut publisher = RawClient::connected(broker.mqtt_addr(), "retainer").await;
+    for i in 0..12u16 {
+        let publish = Publish::new(&format!("kept/{i}"), b"r")
+            .qos(1, i + 1)
+            .retain(true);
+        publisher.publish(&publish).await;
+    }
+    let mut subscriber = RawClient::connected(broker.mqtt_addr(), "late").await;
+    assert_eq!(subscriber.subscribe(1, &[("kept/#", 1)]).await, [1]);
+    let mut got = 0;
+    while let Read::Packet(p) = subscriber.next(Duration::from_millis(500)).await {
+        let publish = p.publish();
+        assert!(publish.retain);
+        subscriber
+            .send_ok(&packet::puback(publish.packet_id.expect("QoS 1")))
+            .await;
+        got += 1;
+    }
+    assert_eq!(got, 5, "the queue's bound");
+    broker
+        .wait_for_log("the replay's drops", |line| {
+            line.contains("message dropped") && line.contains("late") && line.contains("queue_full")
+        })
+        .await;
+}

@@ -14,6 +14,7 @@ use tracing::info;
 use super::events::{self, EventFilter, EventStream};
 use super::paging::{KEY_SEPARATOR, PageRequest};
 use super::{Runtime, plugin_event_kinds};
+use crate::backpressure;
 use crate::codec::QoS;
 use crate::context::BrokerContext;
 use crate::dispatch;
@@ -362,9 +363,12 @@ impl BrokerAdmin for AdminService {
         self.ctx
             .plugins
             .emit_message(pb::EventKind::MessageBroadcast, Origin::default(), &message);
-        let receivers = dispatch::dispatch(&self.ctx, Origin::default(), &message)
-            .await
-            .receivers;
+        let delivered = dispatch::dispatch(&self.ctx, Origin::default(), &message).await;
+        let receivers = delivered.receivers;
+        // Held like a client's publish while the queues it filled drain.
+        if !delivered.backlog.is_empty() {
+            backpressure::wait_for_room(&self.ctx, None, delivered.backlog).await;
+        }
         Ok(Response::new(admin_pb::PublishResponse {
             receivers: saturate(receivers),
         }))

@@ -434,7 +434,7 @@ impl Connection {
                 {
                     let mut copy = message.for_subscriber(sub.options.qos, true);
                     copy.subscription_ids = sub.id.map(|id| Box::from([id]));
-                    let _ = self.session.deliver(copy);
+                    let _ = self.session.deliver_replay(copy);
                 }
             }
         }

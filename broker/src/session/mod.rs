@@ -41,6 +41,15 @@ pub(crate) use owner::Owner;
 pub(crate) use registry::{Attached, SessionRegistry, SessionTerms};
 pub(crate) use subscription::Subscription;
 
+/// Whether a publisher was promised a delivery (see [`Session::deliver_replay`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Promise {
+    /// A message a publisher has been (or will be) acknowledged for.
+    Acked,
+    /// A retained message replayed at SUBSCRIBE.
+    BestEffort,
+}
+
 /// An empty queue whose buffer holds more messages than this gives it back.
 const QUEUE_SHRINK_ABOVE: usize = 64;
 
@@ -298,6 +307,18 @@ impl Session {
     /// share of it): `queue-full-policy` then drops the new message, or the oldest queued one
     /// (for a connected client only a QoS 0 one). QoS 0 for an offline client is dropped.
     pub(crate) fn deliver(&self, message: Message) -> Result<Queued, DropReason> {
+        self.deliver_as(message, Promise::Acked)
+    }
+
+    /// Queues a retained message replayed at SUBSCRIBE: bounded like QoS 0 (dropped by the
+    /// policy when the queue is full), whatever its QoS. Nobody waits on it (the subscriber's
+    /// own connection is the one that would drain the queue), and no publisher was promised
+    /// it now.
+    pub(crate) fn deliver_replay(&self, message: Message) -> Result<Queued, DropReason> {
+        self.deliver_as(message, Promise::BestEffort)
+    }
+
+    fn deliver_as(&self, message: Message, promise: Promise) -> Result<Queued, DropReason> {
         let cost = flow::cost(&message);
         let mut evicted = None;
         let (online, outcome, refused) = {
@@ -311,7 +332,7 @@ impl Session {
             let over_budget = self.budget.would_exceed(cost);
             let outcome = if !online && message.qos == QoS::AtMostOnce {
                 Err(DropReason::OfflineQos0)
-            } else if online && message.qos != QoS::AtMostOnce {
+            } else if online && message.qos != QoS::AtMostOnce && promise == Promise::Acked {
                 // Never dropped: the publisher waits instead (see `flow`).
                 if full || over_budget {
                     state.pressed = true;
@@ -320,8 +341,9 @@ impl Session {
                     Ok(Queued::Ok)
                 }
             } else {
-                // QoS 0 for a connected client, or QoS 1/2 for an offline session: bounded by
-                // the queue and the budget (offline: its share), dropped by the policy.
+                // QoS 0 (or a replay) for a connected client, or QoS 1/2 for an offline
+                // session: bounded by the queue and the budget (offline: its share), dropped by
+                // the policy.
                 let limit = if full {
                     Some(DropReason::QueueFull)
                 } else if (online && over_budget) || (!online && !self.budget.offline_room(cost)) {
