@@ -1,6 +1,7 @@
 //! The broker out of file descriptors: its `RLIMIT_NOFILE` is lowered with `prlimit` while it
 //! runs, clients connect until `accept` fails, and the broker must log it, keep serving the
-//! clients it has without spinning, and accept again once connections close.
+//! clients it has without spinning, and accept again once connections close. Also: the limits
+//! are logged at start.
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -72,7 +73,7 @@ async fn out_of_descriptors_is_survived_and_accepting_resumes() {
     let Some(prlimit) = require_tool("prlimit") else {
         return;
     };
-    let broker = TestBroker::start(&tcp_config("max-connections: 0", "")).await;
+    let broker = TestBroker::start(&tcp_config("", "")).await;
     let addr = broker.mqtt_addr();
     let pid = broker.pid();
     // Both are bound after the MQTT listener: wait for them before counting descriptors.
@@ -167,4 +168,32 @@ async fn out_of_descriptors_is_survived_and_accepting_resumes() {
     let scraped = scrape(metrics).await;
     let errors = scraped.get("midge_listener_accept_errors_total{listener=\"default\"}");
     assert!(errors >= 1.0, "accept errors counted: {errors}");
+}
+
+#[tokio::test]
+async fn limits_are_logged_at_start() {
+    let broker = TestBroker::start(&tcp_config("", "")).await;
+    let fd_line = broker
+        .wait_for_log("the fd limit", |l| l.contains("file descriptor limit"))
+        .await;
+    assert!(fd_line.contains("\"fd_limit\""), "{fd_line}");
+    broker
+        .wait_for_log("the default listener's limit", |l| {
+            l.contains("connection limit") && l.contains("\"max_connections\":\"unlimited\"")
+        })
+        .await;
+    assert!(
+        !broker.logs_contain("add up to more than the file descriptor limit"),
+        "unlimited listeners are bounded by the fd limit by definition"
+    );
+
+    // More than any fd limit Linux allows (nr_open is at most 2^30).
+    let broker = TestBroker::start(&tcp_config("max-connections: 4000000000", "")).await;
+    let warning = broker
+        .wait_for_log("the over-the-limit warning", |l| {
+            l.contains("add up to more than the file descriptor limit")
+        })
+        .await;
+    assert!(warning.contains("\"level\":\"WARN\""), "{warning}");
+    assert!(warning.contains("4000000000"), "{warning}");
 }

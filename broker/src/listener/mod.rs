@@ -21,8 +21,10 @@
 //! lives in its task and is released when the handler returns.
 //!
 //! Every connection also holds a file descriptor, so the process's fd limit bounds them all,
-//! whatever `max-connections` says. An `accept` that fails for lack of descriptors is retried
-//! with a short back-off while existing connections are served (see the `tcp` module).
+//! whatever `max-connections` says (the default 0 leaves the fd limit as the only bound). The
+//! limits are logged at start ([`log_connection_limits`]), and an `accept` that fails for lack
+//! of descriptors is retried with a short back-off while existing connections are served (see
+//! the `tcp` module).
 //!
 //! # Shutdown
 //!
@@ -57,6 +59,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, Span, debug, info, info_span};
 
 use crate::config::{ListenerConfig, ListenerKind};
+
+pub(crate) use limits::log_connection_limits;
 
 /// A bidirectional byte stream carrying MQTT packets, whatever the transport underneath.
 pub(crate) trait MqttStream: AsyncRead + AsyncWrite + Send + Unpin {}
