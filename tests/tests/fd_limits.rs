@@ -197,3 +197,48 @@ async fn limits_are_logged_at_start() {
     assert!(warning.contains("\"level\":\"WARN\""), "{warning}");
     assert!(warning.contains("4000000000"), "{warning}");
 }
+
+/// The soft and hard "Max open files" of `pid`, from `/proc/PID/limits`.
+fn nofile_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("/proc/PID/limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    (fields[3].to_owned(), fields[4].to_owned())
+}
+
+#[tokio::test]
+async fn the_soft_limit_is_raised_to_the_hard_limit_at_start() {
+    let Some(prlimit) = require_tool("prlimit") else {
+        return;
+    };
+    // The broker inherits this process's limits: lower the soft one for the spawn only.
+    let me = std::process::id();
+    let (soft, hard) = nofile_limits(me);
+    let lowered = "512";
+    assert_ne!(hard, lowered, "the hard limit is already {lowered}");
+    let set_soft = |soft: &str| {
+        let status = Command::new(&prlimit)
+            .args(["--pid", &me.to_string(), &format!("--nofile={soft}:{hard}")])
+            .status()
+            .expect("running prlimit");
+        assert!(
+            status.success(),
+            "prlimit --nofile={soft}:{hard} failed: {status}"
+        );
+    };
+    set_soft(lowered);
+    let broker = TestBroker::start(&tcp_config("", "")).await;
+    set_soft(&soft);
+
+    assert_eq!(nofile_limits(broker.pid()), (hard.clone(), hard.clone()));
+    let line = broker
+        .wait_for_log("the raised limit", |l| {
+            l.contains("file descriptor limit raised to the hard limit")
+        })
+        .await;
+    assert!(line.contains(&format!("\"was\":\"{lowered}\"")), "{line}");
+    assert!(line.contains(&format!("\"fd_limit\":\"{hard}\"")), "{line}");
+}
