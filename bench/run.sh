@@ -214,8 +214,9 @@ EOF
                 -e "s|^\([[:space:]]*listen = \)\"127\.0\.0\.1:9042\"|\1\"127.0.0.1:$prometheus\"|" \
                 >"$file"
             max_conn=$(sed -n 's/^max_connections = \([0-9]*\)$/\1/p' "$file")
-            if [ $((CONNECTIONS + 10)) -gt "${max_conn:-0}" ]; then
-                sed -i "s/^max_connections = .*/max_connections = $((CONNECTIONS + 10))/" "$file"
+            local held=$((CONNECTIONS > SCALE_CONNECTIONS ? CONNECTIONS : SCALE_CONNECTIONS))
+            if [ $((held + 10)) -gt "${max_conn:-0}" ]; then
+                sed -i "s/^max_connections = .*/max_connections = $((held + 10))/" "$file"
             fi
             local ports=" $port $v5 $ws $console $prometheus " addr
             for addr in $(sed -n 's/^[[:space:]]*listen = "\(.*\)"$/\1/p' "$file"); do
