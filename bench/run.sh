@@ -31,6 +31,10 @@
 #   FANIN_WINDOW [32] FANOUT_WINDOW [64]  messages in flight per publisher (see README)
 #   LAT_DURATION [10] LAT_RATE [1000] latency runs
 #   CONNECTIONS [10000]               connect-storm and memory
+#   SCALE_CONNECTIONS [19000] SCALE_HOLD [60] SCALE_KEEP_ALIVE [60]
+#                                     `connections` (not in the default SCENARIOS: about two
+#                                     minutes per broker): idle connections, seconds held,
+#                                     keep alive (PINGREQ every half of it); 2000, 10, 10 quick
 #   LAT_CONNECTIONS [2000]            connect-latency (one CONNECT at a time)
 #   BROKER_CPU [0] LOADGEN_CPU [1] PLUGIN_CPU [$LOADGEN_CPU]
 #   BASE_PORT [21883]                 first broker port; every broker start takes the next one
@@ -47,6 +51,9 @@ if [ "$QUICK" = 1 ]; then
     WARMUP=${WARMUP:-1}
     LAT_DURATION=${LAT_DURATION:-2}
     CONNECTIONS=${CONNECTIONS:-2000}
+    SCALE_CONNECTIONS=${SCALE_CONNECTIONS:-2000}
+    SCALE_HOLD=${SCALE_HOLD:-10}
+    SCALE_KEEP_ALIVE=${SCALE_KEEP_ALIVE:-10}
 fi
 REPS=${REPS:-3}
 DURATION=${DURATION:-10}
@@ -56,6 +63,9 @@ FANIN_WINDOW=${FANIN_WINDOW:-32}
 FANOUT_WINDOW=${FANOUT_WINDOW:-64}
 LAT_RATE=${LAT_RATE:-1000}
 CONNECTIONS=${CONNECTIONS:-10000}
+SCALE_CONNECTIONS=${SCALE_CONNECTIONS:-19000}
+SCALE_HOLD=${SCALE_HOLD:-60}
+SCALE_KEEP_ALIVE=${SCALE_KEEP_ALIVE:-60}
 BROKERS=${BROKERS:-midge mosquitto rumqttd}
 SCENARIOS=${SCENARIOS:-fan-in-qos0 fan-in-qos1 fan-out-qos0 fan-out-qos1 latency-qos0 latency-qos1 connect-storm connect-latency memory plugins}
 LAT_CONNECTIONS=${LAT_CONNECTIONS:-2000}
@@ -204,8 +214,9 @@ EOF
                 -e "s|^\([[:space:]]*listen = \)\"127\.0\.0\.1:9042\"|\1\"127.0.0.1:$prometheus\"|" \
                 >"$file"
             max_conn=$(sed -n 's/^max_connections = \([0-9]*\)$/\1/p' "$file")
-            if [ $((CONNECTIONS + 10)) -gt "${max_conn:-0}" ]; then
-                sed -i "s/^max_connections = .*/max_connections = $((CONNECTIONS + 10))/" "$file"
+            local held=$((CONNECTIONS > SCALE_CONNECTIONS ? CONNECTIONS : SCALE_CONNECTIONS))
+            if [ $((held + 10)) -gt "${max_conn:-0}" ]; then
+                sed -i "s/^max_connections = .*/max_connections = $((held + 10))/" "$file"
             fi
             local ports=" $port $v5 $ws $console $prometheus " addr
             for addr in $(sed -n 's/^[[:space:]]*listen = "\(.*\)"$/\1/p' "$file"); do
@@ -291,6 +302,7 @@ persistence false
 max_queued_messages 0
 max_inflight_messages 100
 set_tcp_nodelay true
+max_connections -1
 log_dest stderr
 log_type error
 log_type warning
@@ -303,7 +315,7 @@ id = 0
 
 [router]
 id = 0
-max_connections = $((CONNECTIONS + 10000))
+max_connections = $((CONNECTIONS + SCALE_CONNECTIONS + 10000))
 max_outgoing_packet_count = 200
 max_segment_size = 104857600
 max_segment_count = 10
@@ -433,6 +445,10 @@ run_one() {
             args=(--name connect-latency --connections "$LAT_CONNECTIONS" --parallel 1)
             ;;
         memory) cmd=memory args=(--connections "$CONNECTIONS" --parallel 100) ;;
+        connections)
+            cmd=connections qos=0
+            args=(--connections "$SCALE_CONNECTIONS" --hold "$SCALE_HOLD" --keep-alive "$SCALE_KEEP_ALIVE" --parallel 100)
+            ;;
         *) die "unknown scenario $scenario" ;;
     esac
     local label="$scenario on $broker${variant:+ [$variant]} ($profile, rep $rep)" name=$cmd
@@ -443,7 +459,7 @@ run_one() {
         stop_broker
         return
     fi
-    if [ "$cmd" = memory ]; then args+=(--pid "$broker_pid"); fi
+    if [ "$cmd" = memory ] || [ "$cmd" = connections ]; then args+=(--pid "$broker_pid"); fi
     if [ -n "$variant" ]; then args+=(--plugin-count-file "$plugin_count"); fi
     local before after status=0 summary
     before=$(wc -l <"$lines")

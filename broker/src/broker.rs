@@ -234,6 +234,7 @@ async fn serve(
 
     let listeners = listener::bind_all(&ctx.config.listeners).await?;
     runtime.listeners_bound(&listeners, &ctx.config.listeners);
+    listener::log_connection_limits(&ctx.config.listeners);
     warn_open_listeners(&ctx.config);
     let tasks = TaskTracker::new();
     for bound in listeners {

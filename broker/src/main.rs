@@ -115,12 +115,53 @@ async fn async_main(cli: Cli, workers: usize) -> ExitCode {
         worker_threads = workers,
         "starting"
     );
+    raise_fd_limit();
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %format_args!("{err:#}"), "broker failed");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, as nats-server and most servers do at
+/// start: the soft limit is often 1024 (for `select`, which the broker does not use) and every
+/// connection holds a descriptor. Logs the limit the process ends up with.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let show = |limit: Option<u64>| limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
+    if current == maximum {
+        tracing::info!(
+            fd_limit = show(current),
+            fd_hard_limit = show(maximum),
+            "file descriptor limit"
+        );
+        return;
+    }
+    match setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: maximum,
+            maximum,
+        },
+    ) {
+        Ok(()) => {
+            let now = getrlimit(Resource::Nofile);
+            tracing::info!(
+                fd_limit = show(now.current),
+                fd_hard_limit = show(now.maximum),
+                was = show(current),
+                "file descriptor limit raised to the hard limit"
+            );
+        }
+        Err(error) => tracing::warn!(
+            %error,
+            fd_limit = show(current),
+            fd_hard_limit = show(maximum),
+            "cannot raise the file descriptor limit to the hard limit"
+        ),
     }
 }
 

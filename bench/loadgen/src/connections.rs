@@ -238,7 +238,7 @@ async fn close(conns: Vec<Conn>) {
 }
 
 /// VmRSS of `pid`, in bytes.
-fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
     parse_vm_rss(&status).with_context(|| format!("no VmRSS in {path}"))

@@ -17,6 +17,7 @@ mod payload;
 mod plugins;
 mod record;
 mod report;
+mod scale;
 mod throughput;
 
 use std::process::ExitCode;
@@ -43,6 +44,9 @@ enum Command {
     ConnectStorm(connections::StormArgs),
     /// Broker RSS growth for idle connections.
     Memory(connections::MemoryArgs),
+    /// As many idle connections as allowed, held with keep-alives, then one message fanned out
+    /// to all: RSS per connection, CONNACK p99, fan-out time, keep-alive misses.
+    Connections(scale::Args),
     /// Wait until a broker accepts an MQTT client (exit 1 on timeout).
     Wait(connections::WaitArgs),
     /// Serve a stand-in plugin (event sink, topic check, auth) until SIGTERM.
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
                         Command::Latency(args) => latency::run(args).await,
                         Command::ConnectStorm(args) => connections::storm(args).await,
                         Command::Memory(args) => connections::memory(args).await,
+                        Command::Connections(args) => scale::run(args).await,
                         Command::Wait(args) => connections::wait(args).await,
                         Command::Plugin(_) | Command::Report(_) => unreachable!(),
                     }

@@ -35,7 +35,7 @@ pub(crate) struct Common {
 /// The result of one scenario run against one broker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Record {
-    /// `fan-in`, `fan-out`, `latency`, `connect-storm` or `memory`.
+    /// `fan-in`, `fan-out`, `latency`, `connect-storm`, `memory` or `connections`.
     pub(crate) scenario: String,
     /// QoS of the messages, for message scenarios.
     pub(crate) qos: Option<u8>,

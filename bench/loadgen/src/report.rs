@@ -118,6 +118,42 @@ const METRICS: &[MetricInfo] = &[
         label: "RSS bytes / idle conn",
         higher_is_better: false,
     },
+    MetricInfo {
+        scenario: "connections",
+        key: "bytes_per_conn",
+        label: "RSS bytes / idle conn (held with keep-alives)",
+        higher_is_better: false,
+    },
+    MetricInfo {
+        scenario: "connections",
+        key: "bytes_per_conn_subscribed",
+        label: "RSS bytes / idle conn, subscribed",
+        higher_is_better: false,
+    },
+    MetricInfo {
+        scenario: "connections",
+        key: "projected_1m_mib",
+        label: "projected MiB for 1M conns",
+        higher_is_better: false,
+    },
+    MetricInfo {
+        scenario: "connections",
+        key: "connack_p99_ms",
+        label: "CONNACK p99 ms (opening them)",
+        higher_is_better: false,
+    },
+    MetricInfo {
+        scenario: "connections",
+        key: "fanout_ms",
+        label: "fan-out ms (publish → last receipt)",
+        higher_is_better: false,
+    },
+    MetricInfo {
+        scenario: "connections",
+        key: "keepalive_misses",
+        label: "keep-alive misses (must be 0)",
+        higher_is_better: false,
+    },
 ];
 
 /// One broker's numbers for one row.
@@ -285,8 +321,11 @@ fn tables(
                 }
                 let reference = row.cells[&args.reference].median;
                 for p in peers {
+                    // No ratio to a zero (e.g. keep-alive misses): it would be NaN or infinite.
                     if let (Some(r), Some(v)) = (reference, row.cells[p].median) {
-                        row.ratios.insert(p.clone(), r / v);
+                        if v != 0.0 {
+                            row.ratios.insert(p.clone(), r / v);
+                        }
                     }
                 }
                 main_rows.push(row);

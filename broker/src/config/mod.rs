@@ -43,8 +43,11 @@ pub use plugin::{
 /// [`Config::default`] equals what this text parses to; a test keeps the two in step.
 pub const DEFAULT_YAML: &str = include_str!("default.yaml");
 
-/// Default `max-connections` of a listener.
-const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default `max-connections` of a listener: unlimited, i.e. bounded by the process's file
+/// descriptor limit (raised to the hard limit at start, logged, and handled gracefully when
+/// reached). A fixed number would either stop a user far below what the machine can hold, or
+/// sit above the fd limit and never apply.
+const DEFAULT_MAX_CONNECTIONS: usize = 0;
 /// Default `connect-timeout` of a listener.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Smallest accepted `max-packet-size`: enough for a CONNECT with a short client id.
@@ -118,7 +121,8 @@ pub struct ListenerConfig {
     pub bind: SocketAddr,
     /// Most connections open at once on this listener (`max-connections`). A connection
     /// beyond it is accepted and closed at once, and counted as refused in the listener's
-    /// stats; it does not wait in the OS backlog. Default `10000`; `0` means unlimited.
+    /// stats; it does not wait in the OS backlog. Default `0`: unlimited, bounded by the file
+    /// descriptor limit.
     pub max_connections: usize,
     /// Time a new connection has for the TLS and WebSocket handshakes and its CONNECT packet
     /// together (`connect-timeout`). Default `10s`; must be longer than `0s`.

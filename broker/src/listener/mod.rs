@@ -20,12 +20,19 @@
 //! than hanging in the kernel backlog until its own timeout. The permit of an admitted connection
 //! lives in its task and is released when the handler returns.
 //!
+//! Every connection also holds a file descriptor, so the process's fd limit bounds them all,
+//! whatever `max-connections` says (the default 0 leaves the fd limit as the only bound). The
+//! limits are logged at start ([`log_connection_limits`]), and an `accept` that fails for lack
+//! of descriptors is retried with a short back-off while existing connections are served (see
+//! the `tcp` module).
+//!
 //! # Shutdown
 //!
 //! Cancelling the `shutdown` token given to [`BoundListener::serve`] stops accepting at once and
 //! closes the listening socket; connections still in their transport handshake are dropped.
 //! Connections already handed to the handler are the handler's to stop.
 
+mod limits;
 mod tcp;
 #[cfg(test)]
 mod testutil;
@@ -52,6 +59,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, Span, debug, info, info_span};
 
 use crate::config::{ListenerConfig, ListenerKind};
+
+pub(crate) use limits::log_connection_limits;
 
 /// A bidirectional byte stream carrying MQTT packets, whatever the transport underneath.
 pub(crate) trait MqttStream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -189,6 +198,7 @@ pub(crate) struct ListenerStats {
     accepted: AtomicU64,
     current: AtomicUsize,
     refused: AtomicU64,
+    accept_errors: AtomicU64,
     /// `max-connections` as permits, one per admitted connection; `None` when it is 0
     /// (unlimited).
     limit: Option<Semaphore>,
@@ -208,6 +218,12 @@ impl ListenerStats {
     /// Connections closed right after accept because the listener was at `max-connections`.
     pub(crate) fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Failed `accept` calls, mostly for lack of file descriptors; each is retried after a
+    /// back-off (see the `tcp` module).
+    pub(crate) fn accept_errors(&self) -> u64 {
+        self.accept_errors.load(Ordering::Relaxed)
     }
 }
 
@@ -331,8 +347,8 @@ impl BoundListener {
     ///
     /// Every admitted connection runs in a task spawned on `tracker`: transport handshake under
     /// the connect deadline, then `handler(transport, peer)` inside the connection span. Accept
-    /// errors (e.g. out of file descriptors) are logged and retried after a back-off of 1 s,
-    /// doubling up to 64 s.
+    /// errors (e.g. out of file descriptors) are counted, logged rate-limited and retried after
+    /// a back-off of 10 ms, doubling up to 1 s; connections already accepted are served meanwhile.
     pub(crate) async fn serve<H, F>(
         self,
         handler: H,
@@ -344,7 +360,10 @@ impl BoundListener {
     {
         let handler = Arc::new(handler);
         info!(listener = %self.name, kind = ?self.kind(), addr = %self.local_addr, "listening");
-        while let Some((stream, addr)) = tcp::accept(&self.listener, &shutdown).await {
+        let mut failures = tcp::FailureLog::new(self.name.clone());
+        while let Some((stream, addr)) =
+            tcp::accept(&self.listener, &shutdown, &self.stats, &mut failures).await
+        {
             // A full listener accepts and closes at once (see the module doc): the client learns
             // immediately instead of waiting in the backlog, and the refusal is counted.
             // The permit is given back by the connection's guard.

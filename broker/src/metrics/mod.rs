@@ -22,6 +22,7 @@
 //! | `midge_listener_connections` | gauge | `listener` | connections open now (handshakes included) |
 //! | `midge_listener_connections_accepted_total` | counter | `listener` | connections admitted |
 //! | `midge_listener_connections_refused_total` | counter | `listener` | connections closed at once: `max-connections` reached |
+//! | `midge_listener_accept_errors_total` | counter | `listener` | failed accepts (mostly out of file descriptors), retried after a back-off |
 //! | `midge_clients_connected` | gauge | | MQTT clients connected now (CONNACK accepted) |
 //! | `midge_client_connects_total` | counter | | successful CONNECTs |
 //! | `midge_client_connects_refused_total` | counter | | CONNECTs refused with a non-zero CONNACK |
@@ -339,6 +340,12 @@ impl Collector for BrokerCollector {
             "midge_listener_connections_refused",
             "Connections closed at once because the listener was at max-connections.",
             per_listener(&|l| l.stats.refused()),
+        )?;
+        counter(
+            &mut e,
+            "midge_listener_accept_errors",
+            "Failed accepts (mostly out of file descriptors), each retried after a back-off.",
+            per_listener(&|l| l.stats.accept_errors()),
         )?;
 
         gauge(
