@@ -472,7 +472,11 @@ run_one() {
     fi
     summary=$(tail -1 "$lines" | sed -e 's/.*"metrics":{\([^}]*\)}.*/\1/')
     if [ "$status" != 0 ]; then
-        failures=$((failures + 1))
+        # A peer losing messages at its own defaults is a finding, reported in the table, not a
+        # failure of the bench: the promise under test is Midge's.
+        if [ "$broker" = midge ] || [ "$profile" != defaults ]; then
+            failures=$((failures + 1))
+        fi
         log "  FAIL $label: $(tail -1 "$lines" | sed -n 's/.*"error":"\([^"]*\)".*/\1/p')"
     else
         log "  ok   $label: $summary"

@@ -277,12 +277,18 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&json)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    // A peer that fails at its own defaults (it loses messages) is reported, not a failure of
+    // the bench: the promise under test is the reference broker's.
+    let counted = failures
+        .iter()
+        .filter(|r| r.broker == args.reference || r.profile != floors::PROFILE)
+        .count();
     let unmet = reports
         .iter()
         .flat_map(|r| &r.floors)
         .filter(|f| f.verdict != floors::Verdict::Pass)
         .count();
-    anyhow::ensure!(failures.is_empty(), "{} run(s) failed", failures.len());
+    anyhow::ensure!(counted == 0, "{counted} run(s) failed");
     anyhow::ensure!(
         !args.enforce_floors || unmet == 0,
         "{unmet} floor(s) not met (--enforce-floors)"
