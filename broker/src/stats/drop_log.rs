@@ -19,8 +19,10 @@ use super::DropReason;
 /// How often the sums are logged.
 pub(crate) const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Clients summed one by one per interval.
-const MAX_CLIENTS: usize = 1024;
+/// Clients logged and summed one by one per interval: at most about two lines per client and
+/// reason every interval, for this many clients; the rest are summed together in one line per
+/// reason (a broadcast to thousands of offline sessions must not flood the log).
+const MAX_CLIENTS: usize = 100;
 
 /// Drops not yet logged, per client and reason (see the module doc).
 #[derive(Debug, Default)]
