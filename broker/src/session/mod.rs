@@ -633,3 +633,6 @@ impl Session {
         self.state.lock().owner.clone()
     }
 }
+
+#[cfg(test)]
+mod tests;
