@@ -166,12 +166,61 @@ fn message_body_field(kind: pb::EventKind) -> Option<u32> {
 /// socket read share that read's time (when the broker received them). A clock read costs tens
 /// of nanoseconds in a VM, 3 % of the broker's time with an event plugin (`bench/perf.sh`).
 #[derive(Debug, Default)]
-pub(crate) struct EventClock(Option<SystemTime>);
+pub(crate) struct EventClock(Option<Stamp>);
 
 impl EventClock {
-    /// The time: read from the clock on the first call, the same on every later one.
-    pub(crate) fn now(&mut self) -> SystemTime {
-        *self.0.get_or_insert_with(SystemTime::now)
+    /// The time with its encoded `Event.time` field, made on the first call (with the clock
+    /// read), the same on every later one.
+    pub(crate) fn stamp(&mut self) -> Stamp {
+        *self.0.get_or_insert_with(|| Stamp::new(SystemTime::now()))
+    }
+}
+
+/// Longest encoded `Event.time` field: key, length, and the `Timestamp`'s two fields (key and
+/// varint each: seconds up to 10 bytes, nanos up to 5).
+const TIME_FIELD_MAX: usize = 2 + 1 + 10 + 1 + 5;
+
+/// A time events are stamped with, and its `Event.time` field encoded once: the events of one
+/// socket read copy those bytes instead of encoding the same time again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stamp {
+    /// The time.
+    pub(crate) time: SystemTime,
+    /// The encoded `Event.time` field, in the first `field_len` bytes.
+    field: [u8; TIME_FIELD_MAX],
+    /// How many bytes of `field` are used.
+    field_len: u8,
+}
+
+impl Stamp {
+    /// `time` with its field encoded; a time before 1970 (a clock set wrong) is written as the
+    /// epoch.
+    pub(crate) fn new(time: SystemTime) -> Self {
+        let since_epoch = time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let seconds = since_epoch.as_secs();
+        let nanos = u64::from(since_epoch.subsec_nanos());
+        // `Timestamp`: int64 seconds, int32 nanos; both non-negative here.
+        let time_len =
+            varint_len(timestamp::SECONDS, seconds) + varint_len(timestamp::NANOS, nanos);
+        let mut field = [0u8; TIME_FIELD_MAX];
+        let mut w = SliceWriter::new(&mut field);
+        w.delimited_head(event::TIME, time_len);
+        w.varint(timestamp::SECONDS, seconds);
+        w.varint(timestamp::NANOS, nanos);
+        // At most `TIME_FIELD_MAX` (the writer panics past it), so it fits a `u8`.
+        let field_len = u8::try_from(w.written()).unwrap_or(u8::MAX);
+        Self {
+            time,
+            field,
+            field_len,
+        }
+    }
+
+    /// The encoded `Event.time` field.
+    fn field(&self) -> &[u8] {
+        &self.field[..usize::from(self.field_len)]
     }
 }
 
@@ -181,7 +230,7 @@ impl EventClock {
 pub(crate) struct MessageEvent<'a> {
     /// Field number of the `Event.body` variant.
     body_field: u32,
-    time: SystemTime,
+    time: Stamp,
     origin: Origin<'a>,
     message: &'a Message,
 }
@@ -190,7 +239,7 @@ impl<'a> MessageEvent<'a> {
     /// The event of `kind` about `message` at `time`; `None` when `kind` is not a message kind.
     pub(crate) fn new(
         kind: pb::EventKind,
-        time: SystemTime,
+        time: Stamp,
         origin: Origin<'a>,
         message: &'a Message,
     ) -> Option<Self> {
@@ -208,11 +257,6 @@ impl<'a> MessageEvent<'a> {
     pub(crate) fn encode(&self, payload: bool, out: &mut BytesMut) {
         let msg = self.message;
         let origin = self.origin;
-        // Before 1970 (a clock set wrong): written as the epoch.
-        let since_epoch = self
-            .time
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
         // Most messages (every MQTT 3.1.1 one) have no properties: nothing to build or drop.
         let props = if msg.properties.is_none() && msg.expires_at.is_none() {
             None
@@ -238,20 +282,14 @@ impl<'a> MessageEvent<'a> {
                 .username
                 .map_or(0, |u| delimited_len(message_event::USERNAME, u.len()))
             + delimited_len(message_event::MESSAGE, message_len);
-        // pb::Event: `time` (int64 seconds, int32 nanos; both non-negative here) and the body.
-        let seconds = since_epoch.as_secs();
-        let nanos = u64::from(since_epoch.subsec_nanos());
-        let time_len =
-            varint_len(timestamp::SECONDS, seconds) + varint_len(timestamp::NANOS, nanos);
-        let total =
-            delimited_len(event::TIME, time_len) + delimited_len(self.body_field, event_len);
+        // pb::Event: `time`, encoded once per stamp (see `Stamp`), and the body.
+        let time = self.time.field();
+        let total = time.len() + delimited_len(self.body_field, event_len);
 
         let start = out.len();
         out.resize(start + total, 0);
         let mut w = SliceWriter::new(&mut out[start..]);
-        w.delimited_head(event::TIME, time_len);
-        w.varint(timestamp::SECONDS, seconds);
-        w.varint(timestamp::NANOS, nanos);
+        w.bytes(time);
         w.delimited_head(self.body_field, event_len);
         w.text(message_event::CLIENT_ID, origin.client_id.as_bytes());
         if let Some(username) = origin.username {
@@ -367,7 +405,7 @@ mod tests {
                     for time in times {
                         for payload in [true, false] {
                             let mut direct = BytesMut::from(&b"earlier"[..]);
-                            MessageEvent::new(kind, time, origin, msg)
+                            MessageEvent::new(kind, Stamp::new(time), origin, msg)
                                 .expect("a message kind")
                                 .encode(payload, &mut direct);
                             let direct = direct.split_off(7);
@@ -391,7 +429,7 @@ mod tests {
         let msg = &messages()[0];
         let none = MessageEvent::new(
             pb::EventKind::ClientConnected,
-            SystemTime::now(),
+            Stamp::new(SystemTime::now()),
             Origin::default(),
             msg,
         );

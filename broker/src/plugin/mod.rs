@@ -313,7 +313,7 @@ impl PluginManager {
             if !pipeline.wants_message(kind, &message.topic) {
                 continue;
             }
-            let now = *time.get_or_insert_with(|| clock.now());
+            let now = *time.get_or_insert_with(|| clock.stamp());
             // Encoded into each pipeline's own arena (see `events::buffer`): sharing one
             // encoding between plugins would let a slow plugin hold a fast one's blocks.
             if let Some(event) = emit::MessageEvent::new(kind, now, origin, message) {
@@ -325,7 +325,7 @@ impl PluginManager {
             if let Some(body) = emit::message_body(kind, event) {
                 let mut event = emit::event(body);
                 if let Some(at) = time {
-                    event.time = Some(at.into());
+                    event.time = Some(at.time.into());
                 }
                 self.watch.send(event);
             }

@@ -46,11 +46,30 @@ struct Entry {
     event: Bytes,
 }
 
+/// Where [`Buffer::next_batch`] writes a batch: tonic's encode buffer on the stream (so the
+/// events are copied once, from the arena into the bytes HTTP/2 sends), a `BytesMut` in tests.
+pub(super) trait BatchOut {
+    /// Makes room for at least `additional` more bytes.
+    fn reserve(&mut self, additional: usize);
+    /// Appends `bytes`.
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl BatchOut for BytesMut {
+    fn reserve(&mut self, additional: usize) {
+        BytesMut::reserve(self, additional);
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
 impl Entry {
     /// Appends this event to `out` as one `EventBatch.events` field: key, length, the
     /// `sequence` field, then the event's own fields (at most [`EVENT_HEAD_MAX`] bytes more
     /// than the event).
-    fn write_to(&self, out: &mut BytesMut) {
+    fn write_to(&self, out: &mut impl BatchOut) {
         let seq_len = 1 + encoded_len_varint(self.seq);
         let mut head = [0u8; EVENT_HEAD_MAX];
         let mut w = SliceWriter::new(&mut head);
@@ -58,8 +77,8 @@ impl Entry {
         w.key(SEQUENCE_FIELD, WireType::Varint);
         w.raw_varint(self.seq);
         let head_len = w.written();
-        out.extend_from_slice(&head[..head_len]);
-        out.extend_from_slice(&self.event);
+        out.put(&head[..head_len]);
+        out.put(&self.event);
     }
 }
 
@@ -102,6 +121,10 @@ pub(super) struct Buffer {
     /// The stream task found nothing to send and waits for a push to wake it (set and taken
     /// under the pipeline's lock, so a wake-up is never missed).
     pub(super) stream_idle: bool,
+    /// The current connection attempt (incremented when one begins and when one fails): a
+    /// batch is only taken for the call of the current one, never for a call that outlived
+    /// its connection (see `stream::Outbound`).
+    connection: u64,
     /// What is left of the current arena block; events are encoded at its start and split off.
     arena: BytesMut,
     /// `(sent, replayed, max_sent)` as they were when the current connection began, while its
@@ -127,6 +150,7 @@ impl Buffer {
             sent_upto: 0,
             max_sent: 0,
             stream_idle: false,
+            connection: 0,
             arena: BytesMut::new(),
             unopened: None,
             stats: PipelineStats::default(),
@@ -199,9 +223,22 @@ impl Buffer {
     }
 
     /// Starts a connection: everything in the window is sent again, from the lowest sequence.
-    pub(super) fn begin_connection(&mut self) {
+    pub(super) fn begin_connection(&mut self) -> u64 {
+        self.connection += 1;
         self.sent_upto = self.acked_seq;
         self.unopened = Some((self.stats.sent, self.stats.replayed, self.max_sent));
+        self.connection
+    }
+
+    /// The current connection attempt (see `begin_connection`).
+    pub(super) fn connection(&self) -> u64 {
+        self.connection
+    }
+
+    /// Ends the current connection attempt without a new one (the pipeline stops): a call
+    /// still running takes nothing more.
+    pub(super) fn end_connection(&mut self) {
+        self.connection += 1;
     }
 
     /// The plugin answered the call: the stream is open, what it carries counts.
@@ -214,6 +251,7 @@ impl Buffer {
     /// (some servers answer only with their first reply), so if it never answered, the counts
     /// of that attempt are taken back: an outage does not inflate `sent` and `replayed`.
     pub(super) fn failed(&mut self) {
+        self.connection += 1;
         if let Some((sent, replayed, max_sent)) = self.unopened.take() {
             self.stats.sent = sent;
             self.stats.replayed = replayed;
@@ -235,7 +273,7 @@ impl Buffer {
     /// reconnect, same sequence numbers), then events taken from the queue, each given the next
     /// sequence number as it moves into the window, while the window has room. 0 when there is
     /// nothing to send. The caller sends the result at once (it counts as sent).
-    pub(super) fn next_batch(&mut self, out: &mut BytesMut) -> usize {
+    pub(super) fn next_batch(&mut self, out: &mut impl BatchOut) -> usize {
         let mut count = 0;
         let mut replayed = 0;
         // `sent_upto >= acked_seq`, and the window starts at `acked_seq + 1`.

@@ -31,15 +31,16 @@
 //!   are a handful per broker run, so the queue's bound grows by at most that.
 //! - **Memory** per plugin is bounded by `queue_size + max_unacked` events (plus the awaited
 //!   ones), each held encoded in the pipeline's arena (`buffer`: no allocation per event, at
-//!   most about one arena block of released bytes besides); the outbound channel of one
-//!   connection holds a few batches of the window.
+//!   most about one arena block of released bytes besides); the call of one connection holds
+//!   at most about one encoded chunk beyond its HTTP/2 send window (`stream::outbound`).
 //! - **Encoding** happens once per event and plugin, on the emitting task
-//!   ([`EventPipeline::push`], [`EventPipeline::push_message`]); the stream task only
-//!   concatenates encoded events (with their sequence numbers) into batches, which go out
-//!   through a pass-through gRPC codec (`stream::BatchCodec`).
-//! - **Wake-ups**: a push wakes the stream task only when it waits for events (it says so in
-//!   the buffer, under the lock it checks for work under), so a busy stream costs the hot path
-//!   no wake-up per event.
+//!   ([`EventPipeline::push`], [`EventPipeline::push_message`]). Sending only concatenates
+//!   encoded events (with their sequence numbers) into batches, written by the gRPC codec
+//!   (`stream::BatchCodec`) straight into tonic's buffer when HTTP/2 asks for the next chunk,
+//!   so each event's bytes are copied once on their way out.
+//! - **Wake-ups**: a push wakes the request stream only when it waits for events (it says so
+//!   in the buffer, under the lock it checks for work under), so a busy stream costs the hot
+//!   path no wake-up per event.
 //! - **The channel** given to [`EventPipeline::run`] must not carry a per-request timeout
 //!   (`Endpoint::timeout`): it would end the long-lived stream. HTTP/2 keep-alive on it is
 //!   what detects a plugin host that vanished without closing the connection.
@@ -173,7 +174,8 @@ pub(crate) struct EventPipeline {
     interest: Interest,
     /// Queue, window, counters. Held only for short, non-async critical sections.
     buffer: Mutex<Buffer>,
-    /// Wakes the stream task when an event is queued (`notify_one`: a wake-up is never lost).
+    /// Wakes the request stream (`stream::outbound`) when an event is queued or an ack makes
+    /// room (`notify_one`: a wake-up is never lost).
     queued: Notify,
     /// Wakes `push_and_wait` / `drain` callers when events are acked or dropped.
     settled: Notify,
@@ -293,7 +295,7 @@ impl EventPipeline {
     }
 
     /// Queues the event `encode` writes (encoded once, under the lock, into the buffer's
-    /// arena); returns its ticket, or `None` if it was dropped. Wakes the stream task only if
+    /// arena); returns its ticket, or `None` if it was dropped. Wakes the request stream only if
     /// it waits for events: a busy one finds them when it builds its next batch.
     fn enqueue_with(&self, awaited: bool, encode: impl FnOnce(&mut BytesMut)) -> Option<u64> {
         let (pushed, wake) = {

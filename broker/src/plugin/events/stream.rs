@@ -13,9 +13,8 @@ use std::{
 };
 
 use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::Stream;
 use midge_proto::plugin::v1 as pb;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{
     GrpcMethod, Request, Status, Streaming,
@@ -25,12 +24,7 @@ use tonic::{
 };
 use tonic_prost::ProstDecoder;
 
-use super::{EventPipeline, PipelineHooks};
-
-/// Batches buffered between the stream task and the gRPC call. When it is full (HTTP/2 flow
-/// control: the plugin reads slowly) the task stops taking events, which wait in the window
-/// and the queue, and goes on reading acks.
-const OUTBOUND_BATCHES: usize = 4;
+use super::{EventPipeline, PipelineHooks, buffer::BatchOut};
 /// First delay before a reconnect.
 const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 /// Longest delay between reconnects: a plugin that comes back is found within this.
@@ -51,9 +45,6 @@ enum LinkError {
     /// The plugin ended the stream without an error.
     #[error("plugin ended the stream")]
     Ended,
-    /// The call dropped our side of the stream.
-    #[error("request stream closed")]
-    Closed,
 }
 
 /// Reconnect state: the backoff and whether the current outage was already logged.
@@ -109,49 +100,125 @@ pub(super) fn new_stream_id() -> String {
     format!("{:016x}{:016x}", random_u64(), random_u64())
 }
 
-/// Calls `EventSink.Stream` with batches that are already encoded `EventBatch` messages (what
+/// Calls `EventSink.Stream` with the batches `codec` writes, one per [`Pull`] of `pulls` (what
 /// the generated client does, with [`BatchCodec`] in place of the prost codec).
 async fn open_stream(
     channel: Channel,
-    batches: ReceiverStream<Bytes>,
+    pulls: impl Stream<Item = Pull> + Send + 'static,
+    codec: BatchCodec,
 ) -> Result<tonic::Response<Streaming<pb::StreamReply>>, Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready()
         .await
         .map_err(|e| Status::unavailable(format!("plugin channel not ready: {e}")))?;
-    let mut request = Request::new(batches);
+    let mut request = Request::new(pulls);
     request
         .extensions_mut()
         .insert(GrpcMethod::new("midge.plugin.v1.EventSink", "Stream"));
     grpc.streaming(
         request,
         PathAndQuery::from_static("/midge.plugin.v1.EventSink/Stream"),
-        BatchCodec,
+        codec,
     )
     .await
 }
 
-/// The codec of the event stream: batches go out as the bytes the pipeline encoded (see
-/// `buffer`), replies are decoded by prost.
-#[derive(Debug, Clone, Copy, Default)]
-struct BatchCodec;
+/// One item of the request stream: "the pipeline has events to send". The encoder takes
+/// them from the pipeline ([`BatchEncoder::encode`]) when tonic encodes the item.
+#[derive(Debug, Clone, Copy)]
+struct Pull;
 
-/// Writes an encoded `EventBatch` as it is.
-#[derive(Debug, Clone, Copy, Default)]
-struct BatchEncoder;
+/// The request stream of connection attempt `connection`: yields a [`Pull`] whenever the
+/// pipeline has something to send, waits for a push (or an ack that makes room) otherwise,
+/// and ends once the attempt is over (the pipeline began another one or stopped).
+///
+/// There is no queue of batches between the pipeline and the call: hyper polls the request
+/// body only while the HTTP/2 stream has send capacity, and tonic encodes an item as soon as
+/// it gets it, so events are taken from the queue only when HTTP/2 can take them. When the
+/// plugin reads slowly (flow control), the call holds at most one encoded chunk of about
+/// [`YIELD_THRESHOLD`] bytes plus a batch beyond the window; everything else waits in the
+/// pipeline's window and queue, where the overflow policy applies. Nothing is lost either
+/// way: what was taken and not acked is in the window and replayed on the next connection.
+fn outbound(pipeline: Arc<EventPipeline>, connection: u64) -> impl Stream<Item = Pull> {
+    futures_util::stream::unfold(pipeline, move |pipeline| async move {
+        loop {
+            let work = {
+                // Made before the check, so a push in between is not missed (`notify_one`
+                // leaves a permit when nobody waits yet).
+                let queued = pipeline.queued.notified();
+                let work = {
+                    let mut buffer = pipeline.buffer.lock();
+                    let work = buffer.has_work();
+                    // Pushes (and acks) wake this only while it is set (see `enqueue_with`).
+                    buffer.stream_idle = !work;
+                    (buffer.connection() == connection).then_some(work)
+                };
+                if work == Some(false) {
+                    queued.await;
+                    continue;
+                }
+                work
+            };
+            return work.map(|_| (Pull, pipeline));
+        }
+    })
+}
+
+/// The codec of the event stream: each [`Pull`] is encoded as the next `EventBatch` taken
+/// from the pipeline, written straight into tonic's buffer (the `stream_id` field, encoded
+/// once, then the events' bytes from the arena with their `sequence`); replies are decoded by
+/// prost.
+#[derive(Debug, Clone)]
+struct BatchCodec {
+    /// The pipeline the batches come from.
+    pipeline: Arc<EventPipeline>,
+    /// The connection attempt whose call this is.
+    connection: u64,
+    /// `EventBatch.stream_id`, encoded: every batch starts with it.
+    head: Bytes,
+}
+
+/// Writes the next `EventBatch` of the pipeline for each [`Pull`].
+#[derive(Debug, Clone)]
+struct BatchEncoder(BatchCodec);
 
 /// tonic's encode buffer: room for a few full batches (256 events of a few hundred bytes), so
-/// it is not regrown (and copied) for each one; default yield threshold.
+/// it is not regrown for each one.
 const ENCODE_BUFFER: usize = 128 * 1024;
-/// tonic's default: encoded batches are handed to HTTP/2 once this many bytes are buffered.
-const YIELD_THRESHOLD: usize = 32 * 1024;
+/// Encoded batches are handed to HTTP/2 once this many bytes are buffered (tonic's default is
+/// 32 KiB). Less than a full batch, so a full batch goes out alone, right after it is written:
+/// when the buffer must grow (every few batches), it copies only what was written since the
+/// last hand-over, not several batches (measured: the growth copies then cost as much as the
+/// copy this encoding saves).
+const YIELD_THRESHOLD: usize = 8 * 1024;
+
+impl BatchOut for EncodeBuf<'_> {
+    fn reserve(&mut self, additional: usize) {
+        EncodeBuf::reserve(self, additional);
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        self.put_slice(bytes);
+    }
+}
 
 impl Encoder for BatchEncoder {
-    type Item = Bytes;
+    type Item = Pull;
     type Error = Status;
 
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
+    fn encode(&mut self, _: Pull, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        let codec = &self.0;
+        let mut buffer = codec.pipeline.buffer.lock();
+        // A call that outlived its connection attempt takes nothing (the events stay for the
+        // current one); its stream ends with this error.
+        if buffer.connection() != codec.connection {
+            return Err(Status::cancelled("event stream replaced"));
+        }
+        dst.put_slice(&codec.head);
+        // `next_batch` reserves what the batch needs, once. It finds events: the request
+        // stream yielded the `Pull` because there were some, and only this takes them.
+        let count = buffer.next_batch(dst);
+        debug_assert!(count > 0, "a pull with nothing to send");
         Ok(())
     }
 
@@ -161,13 +228,13 @@ impl Encoder for BatchEncoder {
 }
 
 impl Codec for BatchCodec {
-    type Encode = Bytes;
+    type Encode = Pull;
     type Decode = pb::StreamReply;
     type Encoder = BatchEncoder;
     type Decoder = ProstDecoder<pb::StreamReply>;
 
     fn encoder(&mut self) -> BatchEncoder {
-        BatchEncoder
+        BatchEncoder(self.clone())
     }
 
     fn decoder(&mut self) -> Self::Decoder {
@@ -211,12 +278,14 @@ impl EventPipeline {
     ) {
         let mut link = Link::new();
         loop {
-            let attempt = self.stream_once(&channel, &*hooks, &mut link);
+            let attempt = Self::stream_once(&self, &channel, &*hooks, &mut link);
             let Err(error) = tokio::select! {
                 () = shutdown.cancelled() => break,
                 result = attempt => result,
             };
             self.buffer.lock().failed();
+            // The attempt's request stream, if it still waits for events, ends now.
+            self.queued.notify_waiters();
             self.report_drops(false);
             let delay = link.failed(&self.alias, &error);
             tokio::select! {
@@ -224,7 +293,14 @@ impl EventPipeline {
                 () = tokio::time::sleep(delay) => {}
             }
         }
-        self.buffer.lock().stats.connected = false;
+        {
+            let mut buffer = self.buffer.lock();
+            buffer.end_connection();
+            buffer.stats.connected = false;
+        }
+        // The last request stream, if it waits for events, ends now: the plugin sees the end
+        // of the broker's side.
+        self.queued.notify_waiters();
     }
 
     /// One connection: connect hook, open the stream, then send and receive until it fails.
@@ -235,33 +311,31 @@ impl EventPipeline {
     /// Cancel safe: the queue and window are consistent at every await; what was handed to the
     /// call and not acked is in the window and is replayed by the next connection.
     async fn stream_once(
-        &self,
+        self: &Arc<Self>,
         channel: &Channel,
         hooks: &dyn PipelineHooks,
         link: &mut Link,
     ) -> Result<Infallible, LinkError> {
         hooks.on_connect().await.map_err(LinkError::Connect)?;
-        // Capacity and full policy: see `OUTBOUND_BATCHES` (the task waits, nothing is lost).
-        let (tx, rx) = mpsc::channel::<Bytes>(OUTBOUND_BATCHES);
-        self.buffer.lock().begin_connection();
-        // The call resolves with the plugin's response headers, which some servers send only
-        // with their first reply; so events are sent while it is pending.
-        let mut call = pin!(open_stream(channel.clone(), ReceiverStream::new(rx)));
+        let connection = self.buffer.lock().begin_connection();
         // `EventBatch.stream_id`, encoded once: every batch starts with it.
-        let batch_head = {
+        let head = {
             let mut head = BytesMut::new();
             prost::encoding::string::encode(1, &self.stream_id, &mut head);
             head.freeze()
         };
+        let codec = BatchCodec {
+            pipeline: Arc::clone(self),
+            connection,
+            head,
+        };
+        // The call resolves with the plugin's response headers, which some servers send only
+        // with their first reply; so events are sent while it is pending. Bounds and the full
+        // policy of what it sends: see `outbound`.
+        let pulls = outbound(Arc::clone(self), connection);
+        let mut call = pin!(open_stream(channel.clone(), pulls, codec));
         let mut replies = None;
         loop {
-            let has_work = {
-                let mut buffer = self.buffer.lock();
-                let has_work = buffer.has_work();
-                // Pushes wake the task only while this is set (see `enqueue_with`).
-                buffer.stream_idle = !has_work;
-                has_work
-            };
             tokio::select! {
                 biased;
                 opened = &mut call, if replies.is_none() => {
@@ -278,24 +352,29 @@ impl EventPipeline {
                     Ok(None) => return Err(LinkError::Ended),
                     Err(status) => return Err(LinkError::Broken(status)),
                 },
-                permit = tx.reserve(), if has_work => {
-                    let permit = permit.map_err(|_| LinkError::Closed)?;
-                    // `next_batch` reserves what the batch needs, once.
-                    let mut batch = BytesMut::from(&batch_head[..]);
-                    if self.buffer.lock().next_batch(&mut batch) > 0 {
-                        permit.send(batch.freeze());
-                    }
-                }
-                () = self.queued.notified(), if !has_work => {}
             }
         }
     }
 
     /// Applies a reply: the cumulative ack, then the controls in order.
     fn on_reply(&self, reply: pb::StreamReply, hooks: &dyn PipelineHooks) {
-        if reply.ack > 0 && self.buffer.lock().ack(reply.ack) > 0 {
-            self.settled.notify_waiters();
-            self.report_drops(false);
+        if reply.ack > 0 {
+            let (released, wake) = {
+                let mut buffer = self.buffer.lock();
+                let released = buffer.ack(reply.ack);
+                // The ack made room in the window for queued events: wake the request stream
+                // if it waits (see `outbound`).
+                let wake =
+                    released > 0 && buffer.has_work() && std::mem::take(&mut buffer.stream_idle);
+                (released, wake)
+            };
+            if wake {
+                self.queued.notify_one();
+            }
+            if released > 0 {
+                self.settled.notify_waiters();
+                self.report_drops(false);
+            }
         }
         for control in reply.controls {
             hooks.on_control(control);
