@@ -356,12 +356,12 @@ impl Session {
                 let evictable = |m: &Message| !online || m.qos == QoS::AtMostOnce;
                 match limit {
                     None => Ok(Queued::Ok),
-                    Some(_)
+                    Some(reason)
                         if self.queue_full_policy == QueueFullPolicy::DropOldest
                             && state.queue.front().is_some_and(evictable) =>
                     {
-                        evicted = state.queue.pop_front();
-                        if let Some(old) = &evicted {
+                        evicted = state.queue.pop_front().map(|old| (old, reason));
+                        if let Some((old, _)) = &evicted {
                             let old_cost = flow::cost(old);
                             state.queued_bytes -= old_cost;
                             self.budget.release(old_cost);
@@ -382,8 +382,8 @@ impl Session {
             };
             (online, outcome, refused)
         };
-        if let Some(old) = evicted {
-            self.count_drop(DropReason::QueueFull, &old);
+        if let Some((old, reason)) = evicted {
+            self.count_drop(reason, &old);
         }
         match (outcome, refused) {
             (Err(reason), Some(message)) => self.count_drop(reason, &message),
