@@ -46,7 +46,7 @@ pub use process::PluginProcess;
 pub use raw_sink::{Delivery, RawEventSink};
 use script::{AuthRule, TopicRule};
 pub use script::{Received, Reply, message_event};
-use server::{Serve, ServerThread, Stop};
+use server::{Hosted, Serve, Stop};
 pub use test_plugin::TestPlugin;
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -136,15 +136,13 @@ impl pb::event_sink_server::EventSink for RawService {
 /// [`hold_acks_at`](Self::hold_acks_at)). Dropping it kills it.
 pub struct RawEventSink {
     state: Arc<RawState>,
-    addr: SocketAddr,
-    server: Option<ServerThread>,
+    hosted: Hosted,
 }
 
 impl std::fmt::Debug for RawEventSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RawEventSink")
-            .field("addr", &self.addr)
-            .field("running", &self.server.is_some())
+            .field("hosted", &self.hosted)
             .finish_non_exhaustive()
     }
 }
@@ -161,12 +159,8 @@ impl RawEventSink {
             deliveries: Mutex::default(),
             changed: watch::channel(0).0,
         });
-        let (server, addr) = ServerThread::spawn(0, Self::serve(Arc::clone(&state)));
-        RawEventSink {
-            state,
-            addr,
-            server: Some(server),
-        }
+        let hosted = Hosted::spawn(0, Self::serve(Arc::clone(&state)));
+        RawEventSink { state, hosted }
     }
 
     fn serve(state: Arc<RawState>) -> Serve {
@@ -187,7 +181,7 @@ impl RawEventSink {
 
     /// `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        self.hosted.endpoint()
     }
 
     /// A `plugins:` entry for it under `alias`.
@@ -247,17 +241,13 @@ impl RawEventSink {
 
     /// Kills it (listener and connections close at once).
     pub async fn kill(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.end(Stop::Kill).await;
-        }
+        self.hosted.end(Stop::Kill).await;
     }
 
     /// Starts it again on the same port, with the same records.
     pub async fn restart_on_same_port(&mut self) {
         self.kill().await;
-        let (server, addr) =
-            ServerThread::spawn(self.addr.port(), Self::serve(Arc::clone(&self.state)));
-        self.addr = addr;
-        self.server = Some(server);
+        let serve = Self::serve(Arc::clone(&self.state));
+        self.hosted.restart(serve).await;
     }
 }

@@ -19,6 +19,49 @@ pub(crate) type Serve = Box<
     dyn FnOnce(tokio::net::TcpListener, BoxFuture<'static, ()>) -> BoxFuture<'static, ()> + Send,
 >;
 
+/// Where a test plugin listens and the thread serving it: restartable on the same port, so a
+/// broker's configured endpoint stays valid (shared by [`super::TestPlugin`] and
+/// [`super::RawEventSink`]).
+#[derive(Debug)]
+pub(crate) struct Hosted {
+    addr: SocketAddr,
+    server: Option<ServerThread>,
+}
+
+impl Hosted {
+    /// Serves `serve` on `127.0.0.1:port` (0: an ephemeral port).
+    pub(crate) fn spawn(port: u16, serve: Serve) -> Self {
+        let (server, addr) = ServerThread::spawn(port, serve);
+        Hosted {
+            addr,
+            server: Some(server),
+        }
+    }
+
+    /// The bound address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, for the broker's config.
+    pub(crate) fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Ends the server as `stop` says, if it runs.
+    pub(crate) async fn end(&mut self, stop: Stop) {
+        if let Some(server) = self.server.take() {
+            server.end(stop).await;
+        }
+    }
+
+    /// Kills the server if it runs, then serves `serve` on the same port.
+    pub(crate) async fn restart(&mut self, serve: Serve) {
+        self.end(Stop::Kill).await;
+        *self = Hosted::spawn(self.addr.port(), serve);
+    }
+}
+
 /// A gRPC server running on its own thread and current-thread runtime.
 #[derive(Debug)]
 pub(crate) struct ServerThread {

@@ -154,15 +154,13 @@ impl EventHandler for Handler {
 /// packet kinds, with payloads. Dropping it kills it.
 pub struct TestPlugin {
     state: Arc<State>,
-    addr: SocketAddr,
-    server: Option<ServerThread>,
+    hosted: Hosted,
 }
 
 impl std::fmt::Debug for TestPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TestPlugin")
-            .field("addr", &self.addr)
-            .field("running", &self.server.is_some())
+            .field("hosted", &self.hosted)
             .finish_non_exhaustive()
     }
 }
@@ -185,12 +183,8 @@ impl TestPlugin {
     /// If the port cannot be bound.
     pub async fn start_on(port: u16, interest: EventInterest) -> TestPlugin {
         let state = Arc::new(State::new(interest));
-        let (server, addr) = ServerThread::spawn(port, Self::serve(Arc::clone(&state)));
-        TestPlugin {
-            state,
-            addr,
-            server: Some(server),
-        }
+        let hosted = Hosted::spawn(port, Self::serve(Arc::clone(&state)));
+        TestPlugin { state, hosted }
     }
 
     fn serve(state: Arc<State>) -> Serve {
@@ -211,12 +205,12 @@ impl TestPlugin {
 
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.hosted.addr()
     }
 
     /// `http://127.0.0.1:PORT`, for the broker's config.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        self.hosted.endpoint()
     }
 
     /// A `plugins:` entry for this plugin under `alias` (see [`plugin_yaml`]).
@@ -481,17 +475,13 @@ impl TestPlugin {
     /// Graceful shutdown (the SDK's: open event streams end with UNAVAILABLE, open calls get
     /// a short grace), then the server is gone.
     pub async fn stop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.end(Stop::Graceful).await;
-        }
+        self.hosted.end(Stop::Graceful).await;
     }
 
     /// Kills the server: its listener and every connection close at once, mid-call or
     /// mid-stream, as when a plugin process dies.
     pub async fn kill(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.end(Stop::Kill).await;
-        }
+        self.hosted.end(Stop::Kill).await;
         *lock(&self.state.context) = None;
     }
 
@@ -499,9 +489,7 @@ impl TestPlugin {
     /// script and records (a plugin process restarted by its supervisor).
     pub async fn restart_on_same_port(&mut self) {
         self.kill().await;
-        let (server, addr) =
-            ServerThread::spawn(self.addr.port(), Self::serve(Arc::clone(&self.state)));
-        self.addr = addr;
-        self.server = Some(server);
+        let serve = Self::serve(Arc::clone(&self.state));
+        self.hosted.restart(serve).await;
     }
 }
